@@ -1,0 +1,151 @@
+"""``srlib`` command line: run, cost, generate-data, init-tracking, import-runs, tables."""
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from srlib.config import ConfigError, config_hash, resolve_config
+
+EXIT_BAD_INPUT = 2
+# Bad input stops a run with exit 2 and writes nothing; other failures during training are outcomes.
+BAD_INPUT = (ConfigError, FileNotFoundError, ValueError)
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="run config YAML (missing keys take srlib.config.DEFAULTS)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set optim.lr=0.02 (repeatable)")
+
+
+def cmd_run(args) -> int:
+    from srlib.io import write_json_atomic
+    from srlib.train import execute
+
+    cfg = resolve_config(args.config, args.overrides)
+    try:
+        result = execute(cfg, args.out)
+    except BAD_INPUT:
+        raise
+    except Exception as error:  # a failed training (non-finite loss, crash) is a recorded outcome
+        if args.outcome is None:
+            raise
+        traceback.print_exc()
+        result = {"status": "FAILED", "config_hash": config_hash(cfg), "error": f"{type(error).__name__}: {error}"}
+    if args.outcome is not None:
+        write_json_atomic(args.outcome, {key: result.get(key) for key in ("status", "config_hash", "error")})
+    if result["status"] == "FINISHED":
+        metrics = result["metrics"]
+        print(f"{args.out}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}")
+    return 0
+
+
+def cmd_cost(args) -> int:
+    from srlib.cost import measure_config
+    from srlib.io import write_json_atomic
+
+    cfg = resolve_config(args.config, args.overrides)
+    write_json_atomic(args.out, measure_config(cfg))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_generate_data(args) -> int:
+    from srlib.data.generated import generate, save_sample_grid
+
+    stats = generate(args.root, seed=args.seed, size=args.size, n_train=args.n_train, n_val=args.n_val,
+                     n_test=args.n_test, workers=args.workers)
+    print(f"dataset at {args.root}: {stats}")
+    if args.grid:
+        save_sample_grid(args.root, args.grid)
+        print(f"sample grid: {args.grid}")
+    return 0
+
+
+def cmd_init_tracking(args) -> int:
+    from srlib.tracking import ensure_experiment
+
+    experiment_id = ensure_experiment(args.uri, args.experiment)
+    if args.marker:
+        Path(args.marker).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.marker).write_text(f"{args.uri}\n{args.experiment}\n{experiment_id}\n")
+    print(f"MLflow experiment {args.experiment!r} ({experiment_id}) at {args.uri}")
+    return 0
+
+
+def cmd_import_runs(args) -> int:
+    from srlib.tracking import import_runs
+
+    counts = import_runs(args.run_dirs, args.uri, args.experiment)
+    print(counts)
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from srlib.tables import build_tables
+
+    for path in build_tables(args.runs, args.out, args.benchmark):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="srlib", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate one config; resumes, no-op once finished")
+    _add_config_args(run)
+    run.add_argument("--out", required=True, help="run directory")
+    run.add_argument("--outcome", help="always write FINISHED/FAILED here; a failed training then exits 0")
+    run.set_defaults(func=cmd_run)
+
+    cost = sub.add_parser("cost", help="parameters, FLOPs, step time and peak memory of one config")
+    _add_config_args(cost)
+    cost.add_argument("--out", required=True, help="JSON file to write")
+    cost.set_defaults(func=cmd_cost)
+
+    gen = sub.add_parser("generate-data", help="write the embedded failure-mode dataset")
+    gen.add_argument("--root", required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--size", type=int, default=64)
+    gen.add_argument("--n-train", type=int, default=2000)
+    gen.add_argument("--n-val", type=int, default=500)
+    gen.add_argument("--n-test", type=int, default=500)
+    gen.add_argument("--workers", type=int, default=1)
+    gen.add_argument("--grid", help="also write a PNG grid of samples with masks and parts overlaid")
+    gen.set_defaults(func=cmd_generate_data)
+
+    init = sub.add_parser("init-tracking", help="create the MLflow store and experiment once")
+    init.add_argument("--uri", required=True)
+    init.add_argument("--experiment", required=True)
+    init.add_argument("--marker", help="file to write once the experiment exists (for workflows)")
+    init.set_defaults(func=cmd_init_tracking)
+
+    imp = sub.add_parser("import-runs", help="log finished runs' metrics.json into MLflow later")
+    imp.add_argument("run_dirs", nargs="+")
+    imp.add_argument("--uri", required=True)
+    imp.add_argument("--experiment", required=True)
+    imp.set_defaults(func=cmd_import_runs)
+
+    tables = sub.add_parser("tables", help="ablation, cost, failure-mode and per-class tables from run directories")
+    tables.add_argument("runs", nargs="+", help="run directories")
+    tables.add_argument("--out", required=True, help="output directory")
+    tables.add_argument("--benchmark", help="benchmark YAML (for captions)")
+    tables.set_defaults(func=cmd_tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except BAD_INPUT as error:
+        print(f"srlib {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Run configuration: defaults, YAML loading, ``--set`` overrides, schema validation and the run identity hash.
+
+A run config is a nested dict (see ``DEFAULTS``). ``resolve_config`` merges, in order, the defaults, a YAML
+file (or dict) and ``key.sub=value`` overrides, then validates the result against
+``srlib/schemas/run.schema.json`` (unknown keys and wrong types are rejected naming the key) and checks
+names against the registries (preset, backbone, head, exit, variant, pixel loss, dataset).
+"""
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+DEFAULTS = {
+    "seed": 0,
+    "threads": 1,
+    "device": "auto",
+    "data": {
+        "name": "generated",
+        "root": "results/data/generated",
+        "label_dir": None,
+        "crop_size": 64,
+        "scale_range": [0.75, 1.5],
+        "flip": True,
+        "batch_size": 8,
+        "workers": 0,
+        "eval_split": "val",
+        "eval_window": None,
+        "eval_batch_size": 32,
+    },
+    "model": {
+        "preset": "deeplabv3_resnet18",
+        "backbone": None,
+        "head": None,
+        "output_stride": None,
+        "exit": "light",
+        "pretrained": None,
+    },
+    "loss": {
+        "mea": False,
+        "srf": False,
+        "srl": False,
+        "variant": "official",
+        "pixel": "ce",
+        "w_seg": 0.8,
+        "w_cls": 0.2,
+        "w_srf": 1.0,
+        "w_srl": 1.0,
+        "tau": 1.0,
+        "feature_dim": 64,
+        "lal": {"window": 5, "k": 3.0},
+        "focal": {"alpha": 0.25, "gamma": 2.0},
+        "center": {"alpha": 0.5, "weight": 3.0e-4},
+    },
+    "optim": {
+        "name": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 1.0e-4,
+        "head_lr_mult": 10.0,
+        "poly_power": 0.9,
+        "iters": 1000,
+        "sr_warmup_iters": 0,
+        "amp": "auto",
+        "channels_last": "auto",
+    },
+    "run": {"ckpt_every": 100, "log_every": 25, "cost_steps": 10, "pictures": 8},
+    "tracking": {"enabled": True, "uri": None, "experiment": "srbench"},
+}
+
+# Keys that say where or how verbosely a run happens, not what it computes: left out of the identity hash.
+NON_IDENTITY_KEYS = (("data", "root"), ("run", "ckpt_every"), ("run", "log_every"), ("tracking",))
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range; the message names the key and the source."""
+
+
+def load_schema() -> dict:
+    return json.loads(resources.files("srlib").joinpath("schemas/run.schema.json").read_text())
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``"optim.lr=0.1"`` -> (["optim", "lr"], 0.1); the value is parsed as YAML (numbers, bools, null, lists)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key.sub=value")
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _set(cfg: dict, path: list[str], value, where: str) -> None:
+    node = cfg
+    for i, part in enumerate(path[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"{where}: unknown config key {'.'.join(path[: i + 1])!r}")
+        node = node[part]
+    if path[-1] not in node:
+        raise ConfigError(f"{where}: unknown config key {'.'.join(path)!r}")
+    node[path[-1]] = value
+
+
+def _schema_error(error: jsonschema.ValidationError, where: str) -> ConfigError:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        parent = f"{key}." if error.absolute_path else ""
+        names = ", ".join(repr(parent + name) for name in extra)
+        return ConfigError(f"{where}: unknown config key {names}")
+    return ConfigError(f"{where}: config key {key!r}: {error.message}")
+
+
+def _check_names(cfg: dict, where: str) -> None:
+    """Names the schema cannot know: they live in the model, loss and data registries."""
+    from srlib.data import DATASETS
+    from srlib.losses import PIXEL_LOSSES
+    from srlib.models import EXITS, HEADS, PRESETS
+
+    model = cfg["model"]
+    checks = [
+        ("model.preset", model["preset"], PRESETS),
+        ("model.head", model["head"], HEADS),
+        ("model.exit", model["exit"], EXITS),
+        ("data.name", cfg["data"]["name"], DATASETS),
+        ("loss.pixel", cfg["loss"]["pixel"].removesuffix("+center"), PIXEL_LOSSES),
+    ]
+    for key, value, valid in checks:
+        if value is not None and value not in valid:
+            raise ConfigError(f"{where}: config key {key!r}: unknown value {value!r}; valid: {', '.join(sorted(valid))}")
+    if model["preset"] is None and model["backbone"] is None:
+        raise ConfigError(f"{where}: give model.preset or model.backbone")
+    if cfg["optim"]["sr_warmup_iters"] >= cfg["optim"]["iters"] and (cfg["loss"]["srf"] or cfg["loss"]["srl"]):
+        raise ConfigError(
+            f"{where}: config key 'optim.sr_warmup_iters' ({cfg['optim']['sr_warmup_iters']}) must be below "
+            f"optim.iters ({cfg['optim']['iters']}) or SR never switches on"
+        )
+
+
+def resolve_config(source: str | Path | dict | None = None, overrides: list[str] = ()) -> dict:
+    """Defaults <- YAML file or dict <- ``key=value`` overrides; validated. Raises ConfigError naming the key."""
+    where = str(source) if isinstance(source, (str, Path)) else "config"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
+    else:
+        loaded = source or {}
+    cfg = _merge(DEFAULTS, loaded)
+    for text in overrides:
+        path, value = parse_override(text)
+        _set(cfg, path, value, f"--set {text}")
+    validator = jsonschema.Draft202012Validator(load_schema())
+    for error in validator.iter_errors(cfg):
+        raise _schema_error(error, where if not overrides else f"{where} with --set {' '.join(overrides)}")
+    _check_names(cfg, where)
+    return cfg
+
+
+def config_hash(cfg: dict) -> str:
+    """12 hex digits identifying what a run computes (paths, logging cadence and tracking excluded)."""
+    identity = copy.deepcopy(cfg)
+    for path in NON_IDENTITY_KEYS:
+        node = identity
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """Nested dict -> {"optim.lr": 0.01, ...} (for MLflow params and tables)."""
+    flat = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

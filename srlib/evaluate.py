@@ -1,0 +1,75 @@
+"""Evaluate an inference model over a whole split and write the evaluation artifacts of a run."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from srlib.data.transforms import denormalize
+from srlib.inference import predict_logits
+from srlib.metrics import SegmentationMetrics
+
+
+@torch.no_grad()
+def evaluate(model, dataset, num_classes: int, *, device, batch_size: int = 16, window: int | None = None,
+             keep: int = 8) -> tuple[dict, dict]:
+    """Metrics over ``dataset`` (see SegmentationMetrics.compute) and the first ``keep`` images' predictions.
+
+    ``model(images B x 3 x H x W) -> logits B x C x H x W``. Returns (metrics, pictures) with pictures =
+    {"images": uint8 K x H x W x 3, "masks": int64 K x H x W, "preds": int64 K x H x W}.
+    """
+    was_training = model.training
+    model.eval()
+    meter = SegmentationMetrics(num_classes)
+    kept = {"images": [], "masks": [], "preds": []}
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        images = batch["image"].to(device)
+        target = batch["mask"].to(device)
+        pred = predict_logits(model, images, window=window).argmax(1)
+        meter.update(pred, target, batch.get("parts"))
+        for i in range(min(keep - len(kept["preds"]), len(pred))):
+            kept["images"].append(denormalize(batch["image"][i]))
+            kept["masks"].append(batch["mask"][i].numpy())
+            kept["preds"].append(pred[i].cpu().numpy())
+    model.train(was_training)
+    pictures = {name: np.stack(arrays) if arrays else np.zeros((0,)) for name, arrays in kept.items()}
+    return meter.compute(), pictures
+
+
+def colorize(labels: np.ndarray, palette) -> np.ndarray:
+    """Class-index map H x W -> RGB uint8 H x W x 3; ignore (255) drawn white."""
+    table = np.full((256, 3), 255, dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    return table[labels.clip(0, 255).astype(np.uint8)]
+
+
+def picture_grid(pictures: dict, palette) -> np.ndarray:
+    """Rows of [image | ground truth | prediction | errors (red = wrong, black = ignore)] as one RGB array."""
+    rows = []
+    for image, mask, pred in zip(pictures["images"], pictures["masks"], pictures["preds"]):
+        errors = np.zeros_like(image)
+        errors[(pred != mask) & (mask != 255)] = (255, 0, 0)
+        errors[(pred == mask)] = (255, 255, 255)
+        rows.append(np.concatenate([image, colorize(mask, palette), colorize(pred, palette), errors], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def write_artifacts(out_dir: Path, metrics: dict, pictures: dict, info: dict) -> list[Path]:
+    """per_class_iou.csv, predictions.npz and pictures.png in ``out_dir``; returns their paths."""
+    per_class = out_dir / "per_class_iou.csv"
+    with per_class.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class_id", "class", "iou"])
+        for class_id, (name, iou) in enumerate(zip(info["classes"], metrics["iou_per_class"])):
+            writer.writerow([class_id, name, "" if iou is None else f"{iou:.6f}"])
+    paths = [per_class]
+    if len(pictures["preds"]):
+        npz = out_dir / "predictions.npz"
+        np.savez_compressed(npz, **pictures)
+        png = out_dir / "pictures.png"
+        Image.fromarray(picture_grid(pictures, info["palette"])).save(png)
+        paths += [npz, png]
+    return paths

@@ -1,0 +1,373 @@
+"""One run: train one resolved config, evaluate it and write ``metrics.json`` last.
+
+Layout of a run directory::
+
+    RUN_DIR/config.yaml          resolved config (written when training starts)
+    RUN_DIR/checkpoint/last.pt   model, optimizer, scheduler, RNG states, iteration (not a declared output)
+    RUN_DIR/per_class_iou.csv    artifacts of the evaluation
+    RUN_DIR/pictures.png
+    RUN_DIR/predictions.npz
+    RUN_DIR/metrics.json         written atomically, as the very last step: the source of truth for tables
+
+Running the same config on the same directory again resumes from the checkpoint, or does nothing once
+``metrics.json`` exists.
+"""
+
+import logging
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from srlib import __version__
+from srlib.config import ConfigError, config_hash, flatten
+from srlib.cost import count_flops, count_parameters, peak_memory
+from srlib.data import build_dataset, dataset_info
+from srlib.data.stream import TrainStream
+from srlib.data.transforms import eval_transform, train_transform
+from srlib.evaluate import evaluate, write_artifacts
+from srlib.io import read_json, write_json_atomic
+from srlib.losses import build_pixel_loss
+from srlib.losses.center import CenterLoss
+from srlib.losses.self_regulation import check_labels, self_regulation_loss
+from srlib.models import PRESETS, build_segmentor
+from srlib.tracking import open_run, run_tags
+
+log = logging.getLogger("srlib.train")
+
+TIMING_WARMUP_STEPS = 5  # steps left out of the median step time
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss term became NaN or infinite; the message names the iteration and the term."""
+
+
+def select_device(cfg: dict) -> torch.device:
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'device' is 'cuda' but no CUDA device is available")
+    if cfg["device"] == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg["device"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
+    """The training segmentor: exits only when MEA or SR is on, classifiers when MEA or SR-L needs them."""
+    model_cfg, loss = cfg["model"], cfg["loss"]
+    kwargs = dict(PRESETS[model_cfg["preset"]]) if model_cfg["preset"] else {}
+    for key in ("backbone", "head", "output_stride"):
+        if model_cfg[key] is not None:
+            kwargs[key] = model_cfg[key]
+    uses_exits = loss["mea"] or loss["srf"] or loss["srl"]
+    return build_segmentor(
+        **kwargs,
+        num_classes=num_classes,
+        exit_type=model_cfg["exit"] if uses_exits else None,
+        classify=loss["mea"] or loss["srl"],
+        feature_proj_dim=loss["feature_dim"] if loss["srf"] and loss["variant"] == "paper-features" else None,
+        pretrained_path=model_cfg["pretrained"],
+    )
+
+
+def build_optimizer(cfg: dict, model) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD or AdamW with the head's lr multiplied; poly decay ``(1 - i / iters) ** power`` per iteration."""
+    optim = cfg["optim"]
+    groups = model.param_groups()
+    params = [
+        {"params": groups["backbone"], "lr": optim["lr"]},
+        {"params": groups["head"], "lr": optim["lr"] * optim["head_lr_mult"]},
+    ]
+    if optim["name"] == "sgd":
+        optimizer = torch.optim.SGD(params, momentum=optim["momentum"], weight_decay=optim["weight_decay"])
+    else:
+        optimizer = torch.optim.AdamW(params, weight_decay=optim["weight_decay"])
+    iters, power = optim["iters"], optim["poly_power"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1 - i / iters) ** power)
+    return optimizer, scheduler
+
+
+def _use(flag, device: torch.device) -> bool:
+    return device.type == "cuda" if flag == "auto" else bool(flag)
+
+
+class Run:
+    """Everything one run holds while it trains; ``execute`` drives it."""
+
+    def __init__(self, cfg: dict, out_dir: str | Path):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.hash = config_hash(cfg)
+        self.ckpt_path = self.out_dir / "checkpoint" / "last.pt"
+        torch.set_num_threads(cfg["threads"])
+        self.device = select_device(cfg)
+        self._check_run_dir()
+        data = cfg["data"]
+        self.info = dataset_info(data["name"])
+        self.num_classes = self.info["num_classes"]
+        # Everything that can fail on bad input happens before the run directory is touched.
+        self.train_set = build_dataset(
+            data["name"], data["root"], "train",
+            transform=train_transform(data["crop_size"], tuple(data["scale_range"]), data["flip"]),
+            label_dir=data["label_dir"],
+        )
+        self.eval_set = build_dataset(data["name"], data["root"], data["eval_split"], transform=eval_transform())
+        seed_everything(cfg["seed"])
+        self.model = build_model(cfg, self.num_classes).to(self.device)
+        self.channels_last = _use(cfg["optim"]["channels_last"], self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp = _use(cfg["optim"]["amp"], self.device)
+        self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
+        loss = cfg["loss"]
+        pixel_name = loss["pixel"].removesuffix("+center")
+        self.pixel_loss = build_pixel_loss(pixel_name, **loss.get(pixel_name, {}))
+        self.center = None  # CenterLoss, created at the first step once the decoder width is known
+        self.iteration = 0
+        self.step_times: list[float] = []
+
+    def _check_run_dir(self) -> None:
+        metrics = self.out_dir / "metrics.json"
+        if metrics.exists():
+            done = read_json(metrics)
+            if done.get("config_hash") != self.hash:
+                raise ConfigError(
+                    f"{metrics} is a finished run of config hash {done.get('config_hash')}; this config hashes to "
+                    f"{self.hash}. Use another --out directory."
+                )
+        if self.ckpt_path.exists():
+            try:
+                saved = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+            except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
+                raise ConfigError(f"checkpoint {self.ckpt_path} cannot be read ({error}); delete it to start over") from None
+            if saved.get("config_hash") != self.hash:
+                raise ConfigError(
+                    f"checkpoint {self.ckpt_path} was written by config hash {saved.get('config_hash')}, "
+                    f"this config hashes to {self.hash}; delete the checkpoint or use another --out directory"
+                )
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        state = {
+            "config_hash": self.hash,
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "center": None if self.center is None else self.center.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def load_checkpoint(self) -> bool:
+        if not self.ckpt_path.exists():
+            return False
+        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["center"] is not None:
+            self.center = CenterLoss(self.num_classes, state["center"]["centers"].shape[1]).to(self.device)
+            self.center.load_state_dict(state["center"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.iteration = state["iteration"]
+        return True
+
+    # -- training ------------------------------------------------------------------------------------
+    def loss_terms(self, out: dict, target: torch.Tensor) -> dict:
+        loss, optim = self.cfg["loss"], self.cfg["optim"]
+        sr_on = self.iteration >= optim["sr_warmup_iters"]
+        terms = self_regulation_loss(
+            out, target,
+            mea=loss["mea"], srf=loss["srf"] and sr_on, srl=loss["srl"] and sr_on,
+            variant=loss["variant"], num_classes=self.num_classes,
+            w_seg=loss["w_seg"], w_cls=loss["w_cls"], w_srf=loss["w_srf"], w_srl=loss["w_srl"],
+            tau=loss["tau"], pixel_loss=self.pixel_loss,
+        )
+        if loss["pixel"].endswith("+center"):
+            if self.center is None:
+                self.center = CenterLoss(self.num_classes, out["head_feats"].shape[1], alpha=loss["center"]["alpha"])
+                self.center.to(self.device)
+            terms["center"] = self.center(out["head_feats"].float(), target)
+            terms["total"] = terms["total"] + loss["center"]["weight"] * terms["center"]
+        return terms
+
+    def train_step(self, batch: dict) -> dict:
+        images = batch["image"].to(self.device, non_blocking=True)
+        target = batch["mask"].to(self.device, non_blocking=True)
+        check_labels(target, self.num_classes)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model(images)
+        terms = self.loss_terms(out, target)
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                raise NonFiniteLoss(f"loss term {name!r} is {value.item()} at iteration {self.iteration + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {name: value.item() for name, value in terms.items()}
+
+    def loader(self) -> DataLoader:
+        data = self.cfg["data"]
+        batch, iters = data["batch_size"], self.cfg["optim"]["iters"]
+        return DataLoader(
+            TrainStream(self.train_set, self.cfg["seed"]),
+            batch_size=batch,
+            sampler=range(self.iteration * batch, iters * batch),
+            num_workers=data["workers"],
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    def train(self, tracker) -> dict:
+        iters, every = self.cfg["optim"]["iters"], self.cfg["run"]["log_every"]
+        self.model.train()
+        progress = _progress(iters, self.iteration)
+        terms = {}
+        start = time.perf_counter()
+        for batch in self.loader():
+            tick = time.perf_counter()
+            terms = self.train_step(batch)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.step_times.append(time.perf_counter() - tick)
+            self.iteration += 1
+            lr = self.scheduler.get_last_lr()[0]
+            if self.iteration % every == 0 or self.iteration == iters:
+                tracker.log_metrics({**{f"loss/{k}": v for k, v in terms.items()}, "lr": lr}, step=self.iteration)
+                progress(self.iteration, terms)
+            if self.iteration % self.cfg["run"]["ckpt_every"] == 0 and self.iteration < iters:
+                self.save_checkpoint()
+        progress.close()
+        return {"iters": iters, "wall_time_s": time.perf_counter() - start, "final_loss": terms.get("total")}
+
+    # -- cost ----------------------------------------------------------------------------------------
+    def cost(self) -> dict:
+        crop = self.cfg["data"]["crop_size"]
+        shape = (1, 3, crop, crop)
+        inference = self.model.inference_model()
+        test_flops, train_flops = count_flops(inference, shape), count_flops(self.model, shape)
+        times = self.step_times[TIMING_WARMUP_STEPS:] or self.step_times
+        return {
+            "params_test": count_parameters(inference),
+            "params_train": count_parameters(self.model),
+            "macs_test": test_flops["macs"],
+            "macs_train": train_flops["macs"],
+            "flops_test": test_flops["flops"],
+            "flops_train": train_flops["flops"],
+            "flop_input_shape": list(shape),
+            "step_time_s": statistics.median(times) if times else None,
+            "step_time_batch": self.cfg["data"]["batch_size"],
+            **peak_memory(self.device),
+        }
+
+
+class _progress:
+    """tqdm bar on a terminal; plain periodic log lines otherwise (cluster logs)."""
+
+    def __init__(self, total: int, start: int):
+        self.total, self.start_iter, self.t0 = total, start, time.perf_counter()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True)
+
+    def __call__(self, iteration: int, terms: dict) -> None:
+        text = " ".join(f"{k}={v:.4f}" for k, v in terms.items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(iteration - self.bar.n)
+            return
+        done = iteration - self.start_iter
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        eta = (self.total - iteration) / rate if rate > 0 else math.inf
+        print(f"iter {iteration}/{self.total} {text} {rate:.2f} it/s eta {eta:.0f}s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(cfg: dict, out_dir: str | Path) -> dict:
+    """Train (or resume), evaluate and write ``metrics.json``; return its content. No-op if already finished."""
+    out_dir = Path(out_dir)
+    run = Run(cfg, out_dir)  # validates everything before anything is written
+    metrics_path = out_dir / "metrics.json"
+    if metrics_path.exists():
+        log.info("%s already finished (config %s): nothing to do", out_dir, run.hash)
+        return read_json(metrics_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    resumed = run.load_checkpoint()
+    if resumed:
+        log.info("resuming %s from iteration %d", out_dir, run.iteration)
+    tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), "resumed": str(resumed)}
+    tracker = open_run(
+        cfg["tracking"], run_name=out_dir.name, params=flatten(cfg), tags=tags, run_dir=out_dir,
+        enabled=cfg["tracking"]["enabled"],
+    )
+    try:
+        train_summary = run.train(tracker)
+        metrics, pictures = evaluate(
+            run.model.inference_model(), run.eval_set, run.num_classes, device=run.device,
+            batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
+            keep=cfg["run"]["pictures"],
+        )
+        artifacts = write_artifacts(out_dir, metrics, pictures, run.info)
+        cost = run.cost()
+        result = {
+            "status": "FINISHED",
+            "config_hash": run.hash,
+            "config": cfg,
+            "srlib_version": __version__,
+            "git_commit": tags.get("git_commit"),
+            "threads": cfg["threads"],
+            "device": str(run.device),
+            "classes": list(run.info["classes"]),
+            "metrics": metrics,
+            "cost": cost,
+            "train": train_summary,
+        }
+        tracker.log_metrics(_scalars(metrics, "val/") | _scalars(cost, "cost/"))
+        for path in artifacts:
+            tracker.log_artifact(path)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    write_json_atomic(metrics_path, result)
+    tracker.log_artifact(metrics_path)
+    tracker.finish("FINISHED")
+    return result
+
+
+def _scalars(values: dict, prefix: str) -> dict:
+    return {prefix + k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
