@@ -42,11 +42,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from srlib.cost import measure_config
     from srlib.io import write_json_atomic
+    from srlib.train import measure_cost
 
     cfg = resolve_config(args.config, args.overrides)
-    write_json_atomic(args.out, measure_config(cfg))
+    write_json_atomic(args.out, measure_cost(cfg))
     print(f"wrote {args.out}")
     return 0
 

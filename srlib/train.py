@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -28,8 +29,8 @@ import yaml
 from torch.utils.data import DataLoader
 
 from srlib import __version__
-from srlib.config import ConfigError, config_hash, flatten
-from srlib.cost import count_flops, count_parameters, peak_memory
+from srlib.config import ConfigError, config_hash
+from srlib.cost import count_flops, count_parameters
 from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
 from srlib.data.transforms import eval_transform, train_transform
@@ -39,7 +40,7 @@ from srlib.losses import build_pixel_loss
 from srlib.losses.center import CenterLoss
 from srlib.losses.self_regulation import check_labels, self_regulation_loss
 from srlib.models import PRESETS, build_segmentor
-from srlib.tracking import open_run, run_tags
+from srlib.tracking import Tracker, default_tracking_uri, open_run, run_tags
 
 log = logging.getLogger("srlib.train")
 
@@ -106,14 +107,16 @@ def _use(flag, device: torch.device) -> bool:
 class Run:
     """Everything one run holds while it trains; ``execute`` drives it."""
 
-    def __init__(self, cfg: dict, out_dir: str | Path):
+    def __init__(self, cfg: dict, out_dir: str | Path | None):
+        """``out_dir=None`` builds the run without a directory (cost measurement only)."""
         self.cfg = cfg
-        self.out_dir = Path(out_dir)
         self.hash = config_hash(cfg)
-        self.ckpt_path = self.out_dir / "checkpoint" / "last.pt"
         torch.set_num_threads(cfg["threads"])
         self.device = select_device(cfg)
-        self._check_run_dir()
+        if out_dir is not None:
+            self.out_dir = Path(out_dir)
+            self.ckpt_path = self.out_dir / "checkpoint" / "last.pt"
+            self._check_run_dir()
         data = cfg["data"]
         self.info = dataset_info(data["name"])
         self.num_classes = self.info["num_classes"]
@@ -235,6 +238,16 @@ class Run:
         self.scheduler.step()
         return {name: value.item() for name, value in terms.items()}
 
+    def timed_step(self, batch: dict) -> dict:
+        """``train_step``, its wall time appended to ``step_times``, and the iteration counted."""
+        tick = time.perf_counter()
+        terms = self.train_step(batch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.step_times.append(time.perf_counter() - tick)
+        self.iteration += 1
+        return terms
+
     def loader(self) -> DataLoader:
         data = self.cfg["data"]
         batch, iters = data["batch_size"], self.cfg["optim"]["iters"]
@@ -254,12 +267,7 @@ class Run:
         terms = {}
         start = time.perf_counter()
         for batch in self.loader():
-            tick = time.perf_counter()
-            terms = self.train_step(batch)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            self.step_times.append(time.perf_counter() - tick)
-            self.iteration += 1
+            terms = self.timed_step(batch)
             lr = self.scheduler.get_last_lr()[0]
             if self.iteration % every == 0 or self.iteration == iters:
                 tracker.log_metrics({**{f"loss/{k}": v for k, v in terms.items()}, "lr": lr}, step=self.iteration)
@@ -286,8 +294,30 @@ class Run:
             "flop_input_shape": list(shape),
             "step_time_s": statistics.median(times) if times else None,
             "step_time_batch": self.cfg["data"]["batch_size"],
-            **peak_memory(self.device),
+            **training_peak_memory(self.device),
         }
+
+
+def measure_cost(cfg: dict) -> dict:
+    """``srlib cost``: parameters and FLOPs of the test-time and training models, and the median step time
+    and peak memory over ``run.cost_steps`` real training steps (after warm-up steps)."""
+    run = Run(cfg, out_dir=None)
+    run.model.train()
+    steps = TIMING_WARMUP_STEPS + cfg["run"]["cost_steps"]
+    for _, batch in zip(range(steps), run.loader()):
+        run.timed_step(batch)
+    return {"config_hash": run.hash, "config": cfg, "threads": cfg["threads"], "device": str(run.device), **run.cost()}
+
+
+def training_peak_memory(device: torch.device) -> dict:
+    """Peak memory of this process so far, MiB: CUDA peak allocated on GPU, peak resident set size on CPU.
+
+    Peak RSS (``ru_maxrss``, KiB on Linux) covers the whole process: model, data and Python included.
+    """
+    if device.type == "cuda":
+        return {"peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20, "memory_kind": "cuda_max_allocated"}
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_memory_mib": kib / 1024, "memory_kind": "cpu_peak_rss"}
 
 
 class _progress:
@@ -330,11 +360,8 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
     resumed = run.load_checkpoint()
     if resumed:
         log.info("resuming %s from iteration %d", out_dir, run.iteration)
-    tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), "resumed": str(resumed)}
-    tracker = open_run(
-        cfg["tracking"], run_name=out_dir.name, params=flatten(cfg), tags=tags, run_dir=out_dir,
-        enabled=cfg["tracking"]["enabled"],
-    )
+    tags = run_tags(run.hash, str(run.device), cfg["threads"])
+    tracker = open_tracker(cfg, out_dir, tags)
     try:
         train_summary = run.train(tracker)
         metrics, pictures = evaluate(
@@ -357,7 +384,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
             "cost": cost,
             "train": train_summary,
         }
-        tracker.log_metrics(_scalars(metrics, "val/") | _scalars(cost, "cost/"))
+        tracker.log_summary(result, step=run.iteration)
         for path in artifacts:
             tracker.log_artifact(path)
     except BaseException:
@@ -369,5 +396,24 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
     return result
 
 
-def _scalars(values: dict, prefix: str) -> dict:
-    return {prefix + k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def open_tracker(cfg: dict, out_dir: Path, tags: dict) -> Tracker:
+    """The run's MLflow run; a resumed run continues the MLflow run it started (id kept beside the checkpoint)."""
+    tracking = cfg["tracking"]
+    uri = default_tracking_uri("results", tracking["uri"])
+    if not tracking["enabled"]:
+        return Tracker(None, None, uri)
+    id_file = out_dir / "checkpoint" / "mlflow_run_id"
+    previous = id_file.read_text().strip() if id_file.exists() else None
+    tracker = open_run(uri, tracking["experiment"], _run_name(out_dir), cfg, tags, run_id=previous)
+    if tracker.active and tracker.run_id != previous:
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(tracker.run_id)
+    return tracker
+
+
+def _run_name(out_dir: Path) -> str:
+    """The run directory relative to the working directory (it spells the sweep parameters)."""
+    try:
+        return out_dir.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return out_dir.as_posix()

@@ -1,0 +1,65 @@
+import pytest
+import yaml
+
+from srlib.config import DEFAULTS, ConfigError, config_hash, flatten, resolve_config
+
+
+def write(tmp_path, data, name="run.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_file_and_overrides_merge_over_defaults(tmp_path):
+    cfg = resolve_config(write(tmp_path, {"optim": {"lr": 0.05}}), ["loss.mea=true", "data.scale_range=[0.5, 2]"])
+    assert cfg["optim"]["lr"] == 0.05
+    assert cfg["optim"]["iters"] == DEFAULTS["optim"]["iters"]
+    assert cfg["loss"]["mea"] is True
+    assert cfg["data"]["scale_range"] == [0.5, 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "overrides", "named"),
+    [
+        ({"optim": {"lr_typo": 0.1}}, [], "optim.lr_typo"),
+        ({"modle": {}}, [], "modle"),
+        ({}, ["optim.lrr=0.1"], "optim.lrr"),
+        ({"optim": {"lr": "fast"}}, [], "optim.lr"),
+        ({"optim": {"lr": -1}}, [], "optim.lr"),
+        ({"loss": {"tau": 0}}, [], "loss.tau"),
+        ({"loss": {"w_srf": -0.5}}, [], "loss.w_srf"),
+        ({"loss": {"variant": "papr"}}, [], "loss.variant"),
+        ({"model": {"preset": "deeplab_nope"}}, [], "model.preset"),
+        ({"model": {"exit": "heavy"}}, [], "model.exit"),
+        ({"data": {"name": "imagenet"}}, [], "data.name"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(tmp_path, data, overrides, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        resolve_config(write(tmp_path, data), overrides)
+
+
+def test_unknown_preset_lists_valid_names(tmp_path):
+    with pytest.raises(ConfigError, match="deeplabv3_resnet18"):
+        resolve_config(write(tmp_path, {"model": {"preset": "nope"}}))
+
+
+def test_missing_file_and_malformed_override_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        resolve_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="optim.lr"):
+        resolve_config(None, ["optim.lr"])
+
+
+def test_hash_identifies_what_a_run_computes():
+    base = resolve_config({})
+    assert config_hash(base) == config_hash(resolve_config({}))
+    assert config_hash(base) != config_hash(resolve_config({"seed": 1}))
+    # where the data lives and how often a run logs do not change what it computes
+    assert config_hash(base) == config_hash(resolve_config({"data": {"root": "/elsewhere"}, "run": {"log_every": 3}}))
+    assert config_hash(base) == config_hash(resolve_config({"tracking": {"uri": "http://server:5000"}}))
+
+
+def test_flatten_gives_dotted_keys():
+    flat = flatten({"a": 1, "b": {"c": 2, "d": {"e": 3}}})
+    assert flat == {"a": 1, "b.c": 2, "b.d.e": 3}

@@ -1,0 +1,122 @@
+"""One run end to end through the ``srlib`` CLI on a tiny generated dataset."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from srlib.cli import main
+from srlib.data.generated import generate
+
+ITERS = 12
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "generated"
+    generate(root, seed=0, size=32, n_train=16, n_val=8, n_test=8)
+    return root
+
+
+@pytest.fixture
+def config(tmp_path, data_root):
+    cfg = {
+        "threads": 1,
+        "data": {"root": str(data_root), "crop_size": 32, "batch_size": 4, "eval_batch_size": 8},
+        "model": {"preset": "deeplabv3_resnet18", "exit": "light"},
+        "loss": {"mea": True, "srf": True, "srl": True},
+        "optim": {"iters": ITERS, "lr": 0.01},
+        "run": {"ckpt_every": 4, "log_every": 2, "pictures": 2},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def srlib(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "srlib", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_run_writes_metrics_and_is_a_no_op_when_rerun(config, tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["status"] == "FINISHED"
+    assert 0 <= result["metrics"]["miou"] <= 1
+    assert result["cost"]["params_train"] > result["cost"]["params_test"]
+    assert result["cost"]["macs_train"] > result["cost"]["macs_test"]
+    for name in ("config.yaml", "per_class_iou.csv", "pictures.png", "predictions.npz"):
+        assert (out / name).exists(), name
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("test").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optim.iters"] == str(ITERS)
+    assert run.data.tags["config_hash"] == result["config_hash"]
+    assert len(client.get_metric_history(run.info.run_id, "loss/total")) == ITERS // 2
+
+
+def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(config, tmp_path):
+    reference = tmp_path / "reference"
+    assert main(["run", str(config), "--out", str(reference)]) == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "srlib", "run", str(config), "--out", str(killed)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "checkpoint" / "last.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (killed / "metrics.json").exists()
+
+    assert main(["run", str(config), "--out", str(killed)]) == 0
+    expected = json.loads((reference / "metrics.json").read_text())
+    resumed = json.loads((killed / "metrics.json").read_text())
+    assert resumed["metrics"] == expected["metrics"]
+
+
+def test_non_finite_loss_fails_naming_iteration_and_term(config, tmp_path):
+    out = tmp_path / "diverged"
+    outcome = tmp_path / "outcome.json"
+    done = srlib("run", str(config), "--out", str(out), "--outcome", str(outcome), "--set", "optim.lr=1e30")
+    assert done.returncode == 0, done.stderr  # a failed training is a recorded outcome
+    record = json.loads(outcome.read_text())
+    assert record["status"] == "FAILED"
+    assert "iteration" in record["error"] and "loss term" in record["error"]
+    assert not (out / "metrics.json").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("test").experiment_id])
+    assert run.info.status == "FAILED"
+
+
+def test_missing_dataset_root_is_bad_input_and_leaves_no_run_dir(config, tmp_path):
+    out = tmp_path / "never"
+    done = srlib("run", str(config), "--out", str(out), "--set", f"data.root={tmp_path / 'nowhere'}")
+    assert done.returncode == 2
+    assert "nowhere" in done.stderr
+    assert not out.exists()
+
+
+def test_checkpoint_of_another_config_is_refused(config, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoint").mkdir(parents=True)
+    import torch
+
+    torch.save({"config_hash": "0123456789ab"}, out / "checkpoint" / "last.pt")
+    done = srlib("run", str(config), "--out", str(out))
+    assert done.returncode == 2
+    assert "0123456789ab" in done.stderr and "last.pt" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
