@@ -1,0 +1,97 @@
+"""Overhead measurements: parameters, FLOPs, step time, peak memory.
+
+FLOP convention: ``torch.utils.flop_counter.FlopCounterMode`` counts FLOPs = 2 x multiply-adds of
+convolutions and matrix products (forward pass only; normalisation, activations, pooling and
+interpolation are not counted). ``count_flops`` returns both keys, "flops" and "macs" (= flops / 2),
+so a table can state which one it shows.
+"""
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameter elements (shared parameters counted once, frozen ones included)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Forward-pass cost of ``model`` on a zero tensor of ``input_shape`` (e.g. (1, 3, 512, 512)).
+
+    Runs in eval mode under no_grad (the mode is restored), on the model's device.
+    Returns {"flops": FLOPs (2 x multiply-adds), "macs": multiply-adds}.
+    """
+    param = next(model.parameters())
+    images = torch.zeros(input_shape, device=param.device, dtype=param.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(images)
+    finally:
+        model.train(was_training)
+    flops = int(counter.get_total_flops())
+    return {"flops": flops, "macs": flops // 2}
+
+
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(step: Callable[[], object], device) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    step()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def interleaved_step_times(
+    steps: dict[str, Callable[[], object]], warmup: int = 2, repeats: int = 10, device="cpu"
+) -> dict[str, list[float]]:
+    """Seconds per call of each step, measured round-robin (A, B, A, B, ...) after ``warmup`` rounds.
+
+    Interleaving exposes every configuration to the same drift in machine load, so ratios of the
+    medians are fair on a shared machine. Returns {name: ``repeats`` timings}.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats!r}, warmup={warmup!r}")
+    times = {name: [] for name in steps}
+    for round_ in range(warmup + repeats):
+        for name, step in steps.items():
+            elapsed = _timed(step, device)
+            if round_ >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def median_step_time(step: Callable[[], object], warmup: int = 2, repeats: int = 10, device="cpu") -> float:
+    """Median seconds per call of ``step`` after ``warmup`` untimed calls."""
+    return statistics.median(interleaved_step_times({"step": step}, warmup, repeats, device)["step"])
+
+
+def peak_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:
+    """Run ``step`` once and report peak memory in bytes.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak, i.e. the peak of this step's
+    tensors ({"kind": "cuda_max_allocated"}). CPU: the process's peak resident set size from
+    ``resource.getrusage`` (``ru_maxrss``, KiB on Linux, bytes on macOS), which covers the whole
+    process lifetime and never resets: compare configurations in separate processes
+    ({"kind": "cpu_peak_rss"}).
+    """
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        _synchronize(device)
+        return {"peak_bytes": int(torch.cuda.max_memory_allocated(device)), "kind": "cuda_max_allocated"}
+    step()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_bytes": int(rss if sys.platform == "darwin" else rss * 1024), "kind": "cpu_peak_rss"}

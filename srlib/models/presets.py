@@ -1,0 +1,28 @@
+"""Named baselines: keyword arguments for :func:`build_segmentor`.
+
+The paper's baselines run at output stride 8, as DeepLab-v2 and torchvision's DeepLab-v3 / FCN do;
+the small CPU presets keep that stride so their feature maps stay usable on 64 px images.
+ResNets are timm's (same layer names as torchvision's, so torchvision checkpoints load).
+"""
+
+from srlib.models.segmentor import Segmentor, build_segmentor
+
+PRESETS: dict[str, dict] = {
+    # The paper's baselines.
+    "deeplabv2_resnet101": {"backbone": "resnet101", "head": "deeplabv2", "output_stride": 8},
+    "deeplabv3_resnet101": {"backbone": "resnet101", "head": "deeplabv3", "output_stride": 8},
+    # Small ones that train on a CPU.
+    "deeplabv3_resnet18": {"backbone": "resnet18", "head": "deeplabv3", "output_stride": 8},
+    "fcn_mobilenetv2_100": {"backbone": "mobilenetv2_100", "head": "fcn", "output_stride": 8},
+    # Others.
+    "fcn_resnet50": {"backbone": "resnet50", "head": "fcn", "output_stride": 8},
+    "deeplabv3_resnet50": {"backbone": "resnet50", "head": "deeplabv3", "output_stride": 8},
+    "deeplabv3_convnext_tiny": {"backbone": "convnext_tiny", "head": "deeplabv3", "output_stride": 16},
+}
+
+
+def build_preset(name: str, num_classes: int, **overrides) -> Segmentor:
+    """build_segmentor(**PRESETS[name], num_classes=..., **overrides); overrides win (exit_type, classify, ...)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
+    return build_segmentor(**{**PRESETS[name], "num_classes": num_classes, **overrides})
