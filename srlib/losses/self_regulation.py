@@ -1,0 +1,242 @@
+"""Self-Regulation losses (Zhang et al., ICCV 2021): baseline CE, MEA, SR-F and SR-L.
+
+``self_regulation_loss`` turns a ``Segmentor.forward`` output dict into the loss terms of one
+cell of the ``(mea, srf, srl)`` grid, in one of three variants (design.md has the table):
+
+- ``official``: as the authors' demo code (SR-SS ``trainval.py``) computes it.
+  SR-F = pixel CE of each student's seg logits against the argmax of exit 1's seg logits (a hard
+  pseudo-label, every pixel counted, ignore pixels included). SR-L = BCE between each student's
+  sigmoid class probabilities and exit N's sigmoid probabilities (soft targets).
+  Presence labels count void pixels as background (the demo maps 255 to 0 before building them).
+- ``paper``: as the paper's text writes it. SR-F and SR-L are the temperature-scaled soft
+  cross-entropy ``tau^2 * sum_c softmax(t/tau)_c * -log softmax(s/tau)_c`` (channel softmax per
+  pixel for SR-F, averaged over valid pixels; over the class logits for SR-L, averaged over the
+  batch). Ignore pixels are excluded everywhere, presence labels included.
+- ``paper-features``: as ``paper``, except that SR-F compares the projected feature maps
+  ``out["feats"]`` (our assumption; the paper does not say how channels were aligned): teacher
+  f_1, students f_2..f_N upsampled bilinearly to f_1's resolution, ignore pixels taken from the
+  label downsampled (nearest) to that resolution.
+
+Decisions shared by every variant:
+
+- Every seg logit map is upsampled bilinearly (``align_corners=False``) once to the label size and
+  that one tensor serves every term that reads it.
+- Terms are sums over exits / students, as the demo's ``get_seg_loss`` / ``get_class_loss`` sum:
+  ``total = w_seg*seg + w_cls*cls + w_srf*srf + w_srl*srl`` (official 0.2 / 0.8 / 1.0 / 1.0).
+- Without MEA, ``seg`` is the pixel loss of the head z_N only, weighted 1.0: the plain baseline.
+  With MEA, ``seg`` sums the pixel loss over all exits (weight w_seg) and ``cls`` sums
+  BCE-with-logits of every c_k against the presence labels (weight w_cls; mean over batch x
+  classes, as ``nn.BCELoss``).
+- The ground-truth pixel loss ignores ``ignore_index`` in every variant, so the baseline is the
+  same number whatever the variant.
+- Binary cross-entropies take logits (``binary_cross_entropy_with_logits``): the same value as
+  the demo's ``nn.BCELoss`` on sigmoid outputs, without its clamp at log 0 = -100.
+- Distillation terms (SR-F, SR-L) always use plain (soft) cross-entropy; ``pixel_loss`` (focal,
+  LAL, ...) replaces only the ground-truth segmentation loss.
+- A teacher is detached inside the term it teaches: it receives no gradient from that term.
+- Without MEA nothing supervises exits 1..N-1 or the class logits, so SR-F then distils from an
+  untrained exit 1 and SR-L from an untrained c_N. The grid still runs those cells, as asked.
+
+Validation: ``check_loss_args`` (settings), ``check_labels`` (a label tensor, before training)
+and ``check_outputs`` (that ``out`` holds what the active terms read) raise ``ValueError``
+naming the offending value. ``self_regulation_loss`` runs the first and last on every call;
+scanning labels costs a device sync, so callers run ``check_labels`` on their data up front.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+VARIANTS = ("official", "paper", "paper-features")
+IGNORE_INDEX = 255
+
+PixelLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+def check_loss_args(
+    *,
+    variant: str,
+    num_classes: int,
+    tau: float = 1.0,
+    w_seg: float = 0.8,
+    w_cls: float = 0.2,
+    w_srf: float = 1.0,
+    w_srl: float = 1.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> None:
+    """Raise ValueError naming the first bad setting; return None when all are valid."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown self-regulation variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
+        raise ValueError(f"temperature tau must be a finite number > 0, got {tau!r}")
+    weights = {"w_seg": w_seg, "w_cls": w_cls, "w_srf": w_srf, "w_srl": w_srl}
+    for name, weight in weights.items():
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"loss weight {name} must be a finite number >= 0, got {weight!r}")
+    if 0 <= ignore_index < num_classes:
+        raise ValueError(f"ignore_index {ignore_index} is a class id (num_classes={num_classes})")
+
+
+def check_labels(target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+    """Raise ValueError listing every label value outside ``0..num_classes-1`` that is not ignore."""
+    values = torch.as_tensor(target).unique()
+    bad = values[((values < 0) | (values >= num_classes)) & (values != ignore_index)]
+    if bad.numel():
+        shown = ", ".join(str(v) for v in bad[:10].tolist()) + (", ..." if bad.numel() > 10 else "")
+        raise ValueError(
+            f"label values {shown} are not class ids 0..{num_classes - 1} "
+            f"nor the ignore index {ignore_index}"
+        )
+
+
+def check_outputs(out: dict, *, mea: bool, srf: bool, srl: bool, variant: str, num_classes: int) -> None:
+    """Raise ValueError when ``out`` (Segmentor.forward's dict) lacks what the active terms read."""
+    seg, cls, feats = out.get("seg") or [], out.get("cls") or [], out.get("feats") or []
+    if not seg:
+        raise ValueError("out['seg'] is empty: the model returned no segmentation logits")
+    bad = [tuple(z.shape) for z in seg if z.dim() != 4 or z.shape[1] != num_classes]
+    if bad:
+        raise ValueError(f"out['seg'] tensors must be B x {num_classes} x h x w, got shapes {bad}")
+    if (mea or srf) and len(seg) < 2:
+        raise ValueError(
+            f"{'MEA' if mea else 'SR-F'} needs at least 2 exits, out['seg'] has {len(seg)}: "
+            "build the model with an exit_type"
+        )
+    if (mea or srl) and len(cls) != len(seg):
+        raise ValueError(
+            f"{'MEA' if mea else 'SR-L'} needs class logits on every exit: out['cls'] has {len(cls)} "
+            f"tensors for {len(seg)} exits (build the model with classify=True)"
+        )
+    if srl and len(seg) < 2:
+        raise ValueError(f"SR-L needs at least 2 exits, out['seg'] has {len(seg)}")
+    if srf and variant == "paper-features" and len(feats) != len(seg):
+        raise ValueError(
+            f"variant 'paper-features' needs projected features on every exit: out['feats'] has "
+            f"{len(feats)} tensors for {len(seg)} exits (build the model with feature_proj_dim)"
+        )
+    if srf and variant == "paper-features" and len({f.shape[1] for f in feats}) > 1:
+        raise ValueError(f"out['feats'] must share one width, got {[f.shape[1] for f in feats]} channels")
+
+
+def presence_labels(
+    target: Tensor, num_classes: int, *, void_as_background: bool, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """Float B x C: 1 where class c occurs in image b's mask (target B x H x W).
+
+    ``void_as_background`` counts ignore pixels as class 0 (official); otherwise they are skipped.
+    """
+    flat = target.flatten(1)
+    void = flat == ignore_index
+    flat = flat.masked_fill(void, 0 if void_as_background else num_classes)  # extra bin = dropped
+    presence = torch.zeros(flat.shape[0], num_classes + 1, device=target.device)
+    return presence.scatter_(1, flat, 1.0)[:, :num_classes]
+
+
+def soft_cross_entropy(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
+    """``tau^2 * sum_c softmax(teacher/tau)_c * -log_softmax(student/tau)_c`` over dim 1.
+
+    Shapes B x C (x h x w); returns B (x h x w) in float32 (also under autocast). The teacher is
+    detached.
+    """
+    target = F.softmax(teacher.detach().float() / tau, dim=1)
+    return tau**2 * -(target * F.log_softmax(student.float() / tau, dim=1)).sum(dim=1)
+
+
+def _valid_mean(values: Tensor, valid: Tensor) -> Tensor:
+    """Mean of ``values`` over ``valid`` positions (same shape); 0 when none is valid."""
+    return (values * valid).sum() / valid.sum().clamp_min(1)
+
+
+def _pixel_ce(ignore_index: int) -> PixelLoss:
+    """Default pixel loss: CE averaged over non-ignore pixels (0, not NaN, when there are none)."""
+
+    def loss(logits: Tensor, target: Tensor) -> Tensor:
+        summed = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+        return summed / (target != ignore_index).sum().clamp_min(1)
+
+    return loss
+
+
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear (align_corners=False) resize of B x C x h x w to ``size``; no-op when equal."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _srf_features(feats: list[Tensor], target: Tensor, tau: float, ignore_index: int) -> Tensor:
+    """paper-features SR-F: soft CE of f_2..f_N against f_1 at f_1's resolution, valid pixels."""
+    size = feats[0].shape[-2:]
+    label = F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0]
+    valid = label != ignore_index
+    return sum(_valid_mean(soft_cross_entropy(_resize(f, size), feats[0], tau), valid) for f in feats[1:])
+
+
+def self_regulation_loss(
+    out: dict,
+    target: Tensor,
+    *,
+    mea: bool,
+    srf: bool,
+    srl: bool,
+    variant: str,
+    num_classes: int,
+    w_seg: float = 0.8,
+    w_cls: float = 0.2,
+    w_srf: float = 1.0,
+    w_srl: float = 1.0,
+    tau: float = 1.0,
+    ignore_index: int = IGNORE_INDEX,
+    pixel_loss: PixelLoss | None = None,
+) -> dict[str, Tensor]:
+    """Loss terms of one (mea, srf, srl) cell; see the module docstring for every definition.
+
+    out: Segmentor.forward's dict ("seg": N tensors B x C x h_k x w_k, exit 1 first, head last;
+    "cls": N tensors B x C; "feats": N tensors B x D x h_k x w_k). target: LongTensor B x H x W.
+    pixel_loss(logits B x C x H x W, target) -> scalar; default CE ignoring ``ignore_index``.
+    Returns the unweighted active terms among "seg", "cls", "srf", "srl" (scalars) and "total".
+    """
+    check_loss_args(
+        variant=variant, num_classes=num_classes, tau=tau, ignore_index=ignore_index,
+        w_seg=w_seg, w_cls=w_cls, w_srf=w_srf, w_srl=w_srl,
+    )
+    check_outputs(out, mea=mea, srf=srf, srl=srl, variant=variant, num_classes=num_classes)
+    pixel_loss = pixel_loss or _pixel_ce(ignore_index)
+    size = target.shape[-2:]
+    seg, cls = out["seg"], out.get("cls") or []
+    needs_all = mea or (srf and variant != "paper-features")
+    logits = [_resize(z, size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
+
+    terms = {}
+    if mea:
+        presence = presence_labels(
+            target, num_classes, void_as_background=variant == "official", ignore_index=ignore_index
+        )
+        terms["seg"] = sum(pixel_loss(z, target) for z in logits)
+        terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)
+    else:
+        terms["seg"] = pixel_loss(logits[-1], target)
+
+    if srf and variant == "official":
+        pseudo = logits[0].detach().argmax(dim=1)
+        terms["srf"] = sum(F.cross_entropy(z, pseudo) for z in logits[1:])
+    elif srf and variant == "paper":
+        valid = target != ignore_index
+        terms["srf"] = sum(_valid_mean(soft_cross_entropy(z, logits[0], tau), valid) for z in logits[1:])
+    elif srf:
+        terms["srf"] = _srf_features(out["feats"], target, tau, ignore_index)
+
+    if srl and variant == "official":
+        soft = torch.sigmoid(cls[-1].detach())
+        terms["srl"] = sum(F.binary_cross_entropy_with_logits(c, soft) for c in cls[:-1])
+    elif srl:
+        terms["srl"] = sum(soft_cross_entropy(c, cls[-1], tau).mean() for c in cls[:-1])
+
+    weights = {"seg": w_seg if mea else 1.0, "cls": w_cls, "srf": w_srf, "srl": w_srl}
+    terms["total"] = sum(weights[name] * term for name, term in terms.items())
+    return terms
