@@ -168,6 +168,15 @@ def test_total_weights_every_active_term():
     assert set(t) == {"seg", "cls", "srf", "srl", "total"} and close(t["total"], expected.item())
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bfloat16_outputs_give_float32_terms(variant):
+    torch.manual_seed(0)
+    out = {key: [torch.randn(*shape).bfloat16() for _ in range(3)]
+           for key, shape in [("seg", (2, 3, 4, 4)), ("cls", (2, 3)), ("feats", (2, 4, 4, 4))]}  # fmt: skip
+    terms = loss(out, torch.randint(0, 3, (2, 8, 8)), variant, 3, mea=True, srf=True, srl=True)
+    assert all(term.dtype == torch.float32 for term in terms.values())
+
+
 # ---- gradients --------------------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ Decisions shared by every variant:
 - Distillation terms (SR-F, SR-L) always use plain (soft) cross-entropy; ``pixel_loss`` (focal,
   LAL, ...) replaces only the ground-truth segmentation loss.
 - A teacher is detached inside the term it teaches: it receives no gradient from that term.
+- Every term is computed in float32, whatever dtype the model returns (bf16 / fp16 autocast).
 - Without MEA nothing supervises exits 1..N-1 or the class logits, so SR-F then distils from an
   untrained exit 1 and SR-L from an untrained c_N. The grid still runs those cells, as asked.
 
@@ -140,8 +141,7 @@ def presence_labels(
 def soft_cross_entropy(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
     """``tau^2 * sum_c softmax(teacher/tau)_c * -log_softmax(student/tau)_c`` over dim 1.
 
-    Shapes B x C (x h x w); returns B (x h x w) in float32 (also under autocast). The teacher is
-    detached.
+    Shapes B x C (x h x w); returns B (x h x w) in float32. The teacher is detached.
     """
     target = F.softmax(teacher.detach().float() / tau, dim=1)
     return tau**2 * -(target * F.log_softmax(student.float() / tau, dim=1)).sum(dim=1)
@@ -208,9 +208,9 @@ def self_regulation_loss(
     check_outputs(out, mea=mea, srf=srf, srl=srl, variant=variant, num_classes=num_classes)
     pixel_loss = pixel_loss or _pixel_ce(ignore_index)
     size = target.shape[-2:]
-    seg, cls = out["seg"], out.get("cls") or []
+    seg, cls = out["seg"], [c.float() for c in out.get("cls") or []]
     needs_all = mea or (srf and variant != "paper-features")
-    logits = [_resize(z, size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
+    logits = [_resize(z.float(), size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
 
     terms = {}
     if mea:
