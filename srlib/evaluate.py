@@ -14,16 +14,19 @@ from srlib.metrics import SegmentationMetrics
 
 
 @torch.no_grad()
-def evaluate(model, dataset, num_classes: int, *, device, batch_size: int = 16, window: int | None = None,
+def evaluate(model, dataset, classes, *, device, batch_size: int = 16, window: int | None = None,
              keep: int = 8) -> tuple[dict, dict]:
     """Metrics over ``dataset`` (see SegmentationMetrics.compute) and the first ``keep`` images' predictions.
+
+    ``classes`` are the dataset's class names; a first class named "background" is left out of the
+    part and small-object scores.
 
     ``model(images B x 3 x H x W) -> logits B x C x H x W``. Returns (metrics, pictures) with pictures =
     {"images": uint8 K x H x W x 3, "masks": int64 K x H x W, "preds": int64 K x H x W}.
     """
     was_training = model.training
     model.eval()
-    meter = SegmentationMetrics(num_classes)
+    meter = SegmentationMetrics(len(classes), background_index=0 if classes[0] == "background" else None)
     kept = {"images": [], "masks": [], "preds": []}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = batch["image"].to(device)

@@ -221,6 +221,7 @@ class Run:
         return terms
 
     def train_step(self, batch: dict) -> dict:
+        """One optimisation step; returns the detached loss terms. Raises NonFiniteLoss before updating."""
         images = batch["image"].to(self.device, non_blocking=True)
         target = batch["mask"].to(self.device, non_blocking=True)
         check_labels(target, self.num_classes)
@@ -229,14 +230,15 @@ class Run:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(images)
         terms = self.loss_terms(out, target)
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise NonFiniteLoss(f"loss term {name!r} is {value.item()} at iteration {self.iteration + 1}")
+        values = torch.stack([value.detach().float() for value in terms.values()])
+        if not bool(torch.isfinite(values).all()):  # one device sync per step
+            name, value = next((n, v.item()) for n, v in terms.items() if not torch.isfinite(v))
+            raise NonFiniteLoss(f"loss term {name!r} is {value} at iteration {self.iteration + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.optimizer.step()
         self.scheduler.step()
-        return {name: value.item() for name, value in terms.items()}
+        return {name: value.detach() for name, value in terms.items()}
 
     def timed_step(self, batch: dict) -> dict:
         """``train_step``, its wall time appended to ``step_times``, and the iteration counted."""
@@ -270,12 +272,15 @@ class Run:
             terms = self.timed_step(batch)
             lr = self.scheduler.get_last_lr()[0]
             if self.iteration % every == 0 or self.iteration == iters:
+                terms = {name: value.item() for name, value in terms.items()}
                 tracker.log_metrics({**{f"loss/{k}": v for k, v in terms.items()}, "lr": lr}, step=self.iteration)
                 progress(self.iteration, terms)
             if self.iteration % self.cfg["run"]["ckpt_every"] == 0 and self.iteration < iters:
                 self.save_checkpoint()
         progress.close()
-        return {"iters": iters, "wall_time_s": time.perf_counter() - start, "final_loss": terms.get("total")}
+        final = terms.get("total")
+        return {"iters": iters, "wall_time_s": time.perf_counter() - start,
+                "final_loss": None if final is None else float(final)}
 
     # -- cost ----------------------------------------------------------------------------------------
     def cost(self) -> dict:
@@ -362,13 +367,16 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
         log.info("resuming %s from iteration %d", out_dir, run.iteration)
     tags = run_tags(run.hash, str(run.device), cfg["threads"])
     tracker = open_tracker(cfg, out_dir, tags)
+    started = time.perf_counter()
     try:
         train_summary = run.train(tracker)
+        eval_started = time.perf_counter()
         metrics, pictures = evaluate(
-            run.model.inference_model(), run.eval_set, run.num_classes, device=run.device,
+            run.model.inference_model(), run.eval_set, run.info["classes"], device=run.device,
             batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
             keep=cfg["run"]["pictures"],
         )
+        train_summary["eval_time_s"] = time.perf_counter() - eval_started
         artifacts = write_artifacts(out_dir, metrics, pictures, run.info)
         cost = run.cost()
         result = {
@@ -390,6 +398,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
     except BaseException:
         tracker.finish("FAILED")
         raise
+    result["train"]["total_time_s"] = time.perf_counter() - started
     write_json_atomic(metrics_path, result)
     tracker.log_artifact(metrics_path)
     tracker.finish("FINISHED")
