@@ -1,0 +1,58 @@
+"""Datasets by name: the embedded generated dataset and loaders for the user's own copies of real datasets.
+
+``DATASETS[name](root, split, transform=None, label_dir=None)`` builds a dataset; ``dataset_info(name)`` gives
+its class names, palette and class count without touching disk. Each dataset module (``srlib/data/<module>.py``)
+defines CLASSES, PALETTE, NUM_CLASSES, IGNORE_INDEX (255), SPLITS and one Dataset class; its docstring gives
+the on-disk layout and the raw-value -> class-id mapping. Modules are imported on first use. To add a dataset,
+write such a module and add one line to ``_SOURCES``.
+
+Items: {"image": FloatTensor 3 x H x W (normalised), "mask": LongTensor H x W (255 = ignore), "name": str}, plus
+"parts" (BoolTensor H x W) for the generated dataset; without a transform, uint8 / int64 numpy arrays.
+``label_dir`` (WSSS): pseudo masks ``<label_dir>/<image id>.png`` replace the ground truth of the "train"
+split, encoded as that dataset's ground-truth masks; evaluation splits always read the ground truth.
+"""
+
+import functools
+import importlib
+from types import ModuleType
+
+from torch.utils.data import Dataset
+
+# name -> (module, Dataset class in it)
+_SOURCES = {
+    "generated": ("srlib.data.generated", "GeneratedDataset"),
+    "voc_aug": ("srlib.data.voc", "VOCAugDataset"),
+    "cityscapes": ("srlib.data.cityscapes", "CityscapesDataset"),
+    "pascal_context": ("srlib.data.pascal_context", "PascalContextDataset"),
+    "coco_stuff": ("srlib.data.coco_stuff", "COCOStuffDataset"),
+    "ade20k": ("srlib.data.ade20k", "ADE20KDataset"),
+}
+
+
+def dataset_module(name: str) -> ModuleType:
+    """The module defining dataset ``name``; ValueError listing the valid names for an unknown one."""
+    if name not in _SOURCES:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(sorted(_SOURCES))}")
+    return importlib.import_module(_SOURCES[name][0])
+
+
+def build_dataset(name: str, root, split: str, transform=None, label_dir=None) -> Dataset:
+    """Dataset ``name`` read from ``root``, split ``split`` (see the module's SPLITS); ``label_dir``: WSSS masks."""
+    dataset_class = getattr(dataset_module(name), _SOURCES[name][1])
+    return dataset_class(root, split, transform=transform, label_dir=label_dir)
+
+
+def dataset_info(name: str) -> dict:
+    """{"classes": tuple, "palette": list of RGB triplets, "num_classes", "ignore_index", "splits"}."""
+    module = dataset_module(name)
+    return {
+        "classes": tuple(module.CLASSES),
+        "palette": [list(rgb) for rgb in module.PALETTE],
+        "num_classes": module.NUM_CLASSES,
+        "ignore_index": module.IGNORE_INDEX,
+        "splits": tuple(module.SPLITS),
+    }
+
+
+# name -> builder(root, split, transform=None, label_dir=None) -> Dataset
+DATASETS = {name: functools.partial(build_dataset, name) for name in _SOURCES}
