@@ -1,0 +1,418 @@
+"""MLflow tracking for SR-Bench runs: store location, experiment set-up, a fail-soft run tracker, late import.
+
+Tracking never stops training. If the store cannot be reached when a run opens, or fails later,
+the tracker warns once (logging and stderr, naming the URI and the error) and turns into a no-op;
+the run still writes its ``metrics.json``, which ``import_runs`` loads into MLflow afterwards.
+
+Layout of the default store: ``<results dir>/mlflow.db`` (SQLite) with artifacts in
+``<results dir>/mlruns/``. Creating a SQLite store and experiment is serialised across processes
+by a lock file ``mlflow.db.lock`` next to the database, so parallel jobs never race on a fresh store.
+"""
+
+import contextlib
+import fcntl
+import importlib.metadata
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "mlflow.db"
+ARTIFACT_DIR = "mlruns"
+CONFIG_HASH_TAG = "config_hash"
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+LOCK_TIMEOUT_S = 120
+# While a run opens: one HTTP attempt with a short timeout, so a dead server costs seconds, not minutes.
+PROBE_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+# Afterwards (unless the user set them): few retries, so a server dying mid-run stalls training briefly.
+RUN_HTTP_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+# MLflow logs schema migrations and store set-up at INFO; SR-Bench's own warnings stay visible.
+for _name in ("mlflow", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def default_tracking_uri(results_dir, configured: str | None = None) -> str:
+    """Tracking URI: ``configured`` (from the run config) if given, else ``$MLFLOW_TRACKING_URI``,
+    else ``sqlite:///<absolute results_dir>/mlflow.db``."""
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(results_dir).resolve() / DB_NAME}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (absolute with four slashes), else None."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def _check_writable(db: Path) -> None:
+    """Create the database's folder; raise OSError if the folder or an existing file is not writable.
+
+    MLflow itself retries a failing SQLite engine for about 100 s before giving up.
+    """
+    db.parent.mkdir(parents=True, exist_ok=True)
+    for path in (db.parent, db):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"SQLite tracking store path {path} is not writable")
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """Hold an exclusive lock file next to a SQLite store; no-op for other stores."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    _check_writable(db)
+    with open(f"{db}.lock", "a") as handle:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"lock {db}.lock held by another process for over {LOCK_TIMEOUT_S} s")
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _fail_fast_http():
+    """Temporarily make MLflow's HTTP client try once with a short timeout."""
+    saved = {name: os.environ.get(name) for name in PROBE_HTTP_ENV}
+    os.environ.update(PROBE_HTTP_ENV)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Create the store (SQLite: database file and tables) and the experiment if missing; return its id.
+
+    Idempotent and safe to call from several processes at once. For a SQLite store the experiment's
+    artifacts go to ``mlruns/`` next to the database. Raises MlflowException / OSError when the store
+    cannot be reached, ValueError when the experiment exists but is deleted.
+    """
+    db = _sqlite_path(uri)
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            location = (db.parent / ARTIFACT_DIR).resolve().as_uri() if db else None
+            try:
+                return client.create_experiment(name, artifact_location=location)
+            except MlflowException as error:  # another process (on a server store) created it first
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage == "deleted":
+        raise ValueError(
+            f"MLflow experiment {name!r} in {uri} is deleted; restore it "
+            f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) or choose another name"
+        )
+    return experiment.experiment_id
+
+
+def flatten_params(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"a.b.c": "value"}; lists as JSON, other leaves as str."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _metric_batch(metrics: dict, step: int) -> list[Metric]:
+    """{name: number (Python, NumPy or 0-d tensor)} -> MLflow Metrics at ``step``, timestamped now.
+
+    Raises ValueError naming a key whose value is not a number.
+    """
+    now = int(time.time() * 1000)
+    batch = []
+    for key, value in metrics.items():
+        try:
+            batch.append(Metric(key, float(value), now, int(step)))
+        except (TypeError, ValueError):
+            raise ValueError(f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}") from None
+    return batch
+
+
+def _summary(record: dict) -> tuple[dict[str, float], dict[str, object]]:
+    """Split metrics.json's "metrics" and "cost" into scalar metrics and JSON artifacts.
+
+    Cost entries are named ``cost.<key>``; lists and dicts become ``metrics/<name>.json`` /
+    ``cost/<key>.json`` artifacts; None values are skipped.
+    """
+    scalars, artifacts = {}, {}
+    for section, prefix in (("metrics", ""), ("cost", "cost.")):
+        for name, value in (record.get(section) or {}).items():
+            if isinstance(value, (int, float)):
+                scalars[f"{prefix}{name}"] = float(value)
+            elif value is not None:
+                artifacts[f"{section}/{name}.json"] = value
+    return scalars, artifacts
+
+
+def _warn_unreachable(uri: str, action: str, error: Exception) -> None:
+    message = (
+        f"MLflow tracking store {uri} failed while {action}: {type(error).__name__}: {str(error)[:500]}. "
+        f"Training continues WITHOUT MLflow tracking; metrics.json stays complete. Import the finished run "
+        f"later with `srlib import-runs <run dir> --uri {uri} --experiment <name>`."
+    )
+    log.warning(message)
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+class Tracker:
+    """One MLflow run. After a tracking failure (warned once) every method is a no-op; ``active`` says which.
+
+    Use as a context manager to finish FINISHED, or FAILED when the block raises.
+    """
+
+    def __init__(self, client: MlflowClient | None, run_id: str | None, uri: str):
+        self.client, self.run_id, self.uri = client, run_id, uri
+
+    @property
+    def active(self) -> bool:
+        return self.run_id is not None
+
+    def _call(self, action: str, method: str, *args, **kwargs) -> None:
+        if not self.active:
+            return
+        try:
+            getattr(self.client, method)(self.run_id, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 -- any tracking failure must leave training running
+            _warn_unreachable(self.uri, action, error)
+            self.client = self.run_id = None
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """Log {name: number} at iteration ``step``; ValueError naming a non-numeric value."""
+        self._call(f"logging metrics at step {step}", "log_batch", metrics=_metric_batch(metrics, step))
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        """Copy a local file or folder into the run's artifacts (under ``artifact_path`` if given)."""
+        self._call(f"logging artifact {path}", "log_artifact", str(path), artifact_path)
+
+    def log_dict(self, data, artifact_file: str) -> None:
+        """Store a JSON-serialisable object as artifact ``artifact_file`` (``.json`` or ``.yaml``)."""
+        self._call(f"logging {artifact_file}", "log_dict", data, artifact_file)
+
+    def log_summary(self, record: dict, step: int = 0) -> None:
+        """Log a metrics.json record's "metrics" and "cost" as ``import_runs`` does: numbers as metrics
+        at ``step`` (cost as ``cost.<key>``), lists/dicts as JSON artifacts ``metrics/<name>.json``."""
+        scalars, artifacts = _summary(record)
+        if scalars:
+            self.log_metrics(scalars, step)
+        for artifact_file, value in artifacts.items():
+            self.log_dict(value, artifact_file)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """Terminate the run with ``status`` in STATUSES."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        self._call(f"finishing the run as {status}", "set_terminated", status=status)
+        self.client = self.run_id = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        self.finish("FAILED" if exc_type else "FINISHED")
+        return False
+
+
+def open_run(
+    uri: str, experiment: str, run_name: str, params: dict, tags: dict, run_id: str | None = None
+) -> Tracker:
+    """Start (or, given the ``run_id`` of a run in this store, resume) an MLflow run.
+
+    ``params`` is the nested resolved config, logged with dotted keys; ``tags`` values are stringified.
+    Never raises for tracking problems: an unreachable store gives a warned no-op Tracker.
+    """
+    flat = flatten_params(params)
+    try:
+        with _fail_fast_http():
+            experiment_id = ensure_experiment(uri, experiment)
+            client = MlflowClient(tracking_uri=uri)
+            if run_id is not None and _run_exists(client, run_id):
+                client.update_run(run_id, status="RUNNING")
+                client.set_tag(run_id, "resumed", "true")
+            else:
+                tag_values = {key: str(value) for key, value in tags.items()}
+                run_id = client.create_run(experiment_id, run_name=run_name, tags=tag_values).info.run_id
+            client.log_batch(run_id, params=[Param(key, value) for key, value in flat.items()])
+    except Exception as error:  # noqa: BLE001 -- training must go on without the store
+        _warn_unreachable(uri, f"opening run {run_name!r} in experiment {experiment!r}", error)
+        return Tracker(None, None, uri)
+    for name, value in RUN_HTTP_ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    return Tracker(client, run_id, uri)
+
+
+def _run_exists(client: MlflowClient, run_id: str) -> bool:
+    try:
+        client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
+def _git(*args: str) -> str | None:
+    """stdout of a git command run in srlib's source folder, or None outside a checkout."""
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def run_tags(config_hash: str, device: str, threads: int) -> dict[str, str]:
+    """Standard run tags: code version (git commit and dirty flag of srlib's checkout, "unknown" outside
+    one), config hash, torch / timm / srlib / mlflow versions, device and CPU thread count.
+
+    The dirty flag counts modified tracked files only: untracked outputs (results/) do not change the code.
+    """
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    tags = {
+        "git_commit": commit,
+        "mlflow.source.git.commit": commit,
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+        CONFIG_HASH_TAG: config_hash,
+        "device": device,
+        "threads": str(threads),
+    }
+    for package in ("torch", "timm", "srlib", "mlflow"):
+        tags[f"{package}_version"] = _version(package)
+    return tags
+
+
+def _read_run(run_dir: Path) -> dict | None:
+    """The run's metrics.json with "config" filled from config.yaml if needed; None if not written yet."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not record.get(CONFIG_HASH_TAG):
+        raise ValueError(f"{path} has no {CONFIG_HASH_TAG!r}")
+    if any("step" not in row for row in record.get("history") or []):
+        raise ValueError(f"{path}: every row of 'history' needs a 'step'")
+    if record.get("status", "FINISHED") not in STATUSES:
+        raise ValueError(f"{path}: status must be one of {STATUSES}, got {record['status']!r}")
+    if "config" not in record and (run_dir / "config.yaml").is_file():
+        record["config"] = yaml.safe_load((run_dir / "config.yaml").read_text())
+    record["_path"] = path
+    return record
+
+
+def _logged_runs(client: MlflowClient, experiment_id: str) -> set[tuple[str, str]]:
+    """(config hash, status) of every run in the experiment that has a config hash tag."""
+    logged, token = set(), None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        logged |= {
+            (run.data.tags[CONFIG_HASH_TAG], run.info.status) for run in page if CONFIG_HASH_TAG in run.data.tags
+        }
+        token = page.token
+        if not token:
+            return logged
+
+
+def _import_run(client: MlflowClient, experiment_id: str, record: dict) -> None:
+    """Create one FINISHED (or the record's status) run from a metrics.json record; raises on failure."""
+    path = record["_path"]
+    ended = int(path.stat().st_mtime * 1000)
+    tags = {key: str(value) for key, value in (record.get("tags") or {}).items()}
+    tags |= {CONFIG_HASH_TAG: record[CONFIG_HASH_TAG], "imported_from": str(path.parent.resolve())}
+    run_id = client.create_run(experiment_id, start_time=ended, tags=tags, run_name=path.parent.name).info.run_id
+    params = [Param(key, value) for key, value in flatten_params(record.get("config") or {}).items()]
+    history = record.get("history") or []
+    metrics = []
+    for row in history:
+        metrics += _metric_batch({key: value for key, value in row.items() if key != "step"}, row["step"])
+    scalars, artifacts = _summary(record)
+    metrics += _metric_batch(scalars, max((row["step"] for row in history), default=0))
+    client.log_batch(run_id, metrics=metrics, params=params)
+    for artifact_file, value in artifacts.items():
+        client.log_dict(run_id, value, artifact_file)
+    for artifact in (path, path.parent / "config.yaml"):
+        if artifact.is_file():
+            client.log_artifact(run_id, str(artifact))
+    client.set_terminated(run_id, status=record.get("status", "FINISHED"), end_time=ended)
+
+
+def import_runs(run_dirs, uri: str, experiment: str) -> dict[str, int]:
+    """Import finished runs' ``metrics.json`` into MLflow (for runs whose store was unreachable).
+
+    Each run directory holds ``metrics.json``: {"config_hash", "config" (nested; else ``config.yaml``
+    next to it), "metrics": {name: number | list | dict}, "cost": {...}, "status", "tags": {...},
+    "history": optional [{"step": int, name: number, ...}, ...]}. The config becomes params, numbers
+    metrics (history rows at their step, final values at the last history step or 0; see
+    ``Tracker.log_summary``), lists/dicts JSON artifacts, and metrics.json / config.yaml artifacts.
+    A run whose config hash already has a run with the same status in the experiment (imported, or
+    tracked live to the end) is skipped, so importing twice adds nothing. An import interrupted
+    half-way leaves a RUNNING run, which does not count: the next import adds a complete one.
+
+    Returns {"imported": n, "skipped": n, "missing": n} (missing = directory without metrics.json,
+    e.g. a run still training or failed). Raises FileNotFoundError for a directory that does not exist
+    and ValueError for a malformed metrics.json, before importing anything.
+    """
+    records = [_read_run(Path(run_dir)) for run_dir in run_dirs]
+    experiment_id = ensure_experiment(uri, experiment)
+    client = MlflowClient(tracking_uri=uri)
+    logged = _logged_runs(client, experiment_id)
+    counts = {"imported": 0, "skipped": 0, "missing": 0}
+    for record in records:
+        if record is None:
+            counts["missing"] += 1
+            continue
+        key = (record[CONFIG_HASH_TAG], record.get("status", "FINISHED"))
+        if key in logged:
+            counts["skipped"] += 1
+            continue
+        _import_run(client, experiment_id, record)
+        logged.add(key)
+        counts["imported"] += 1
+    return counts
