@@ -160,6 +160,9 @@ def test_bad_mask_values_and_formats_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=message):
         build_dataset("voc_aug", root, "train")[0]
     path = root / "SegmentationClassAug" / "2007_000032.png"
+    Image.fromarray(np.resize(np.array([3, 300], np.uint16), (H, W))).save(path)  # 16-bit PNG
+    with pytest.raises(ValueError, match=r"2007_000032\.png: mask values \[300\]"):
+        build_dataset("voc_aug", root, "train")[0]
     Image.new("RGB", (W, H)).save(path)
     with pytest.raises(ValueError, match=r"2007_000032\.png: expected a single-channel .* got mode RGB"):
         build_dataset("voc_aug", root, "train")[0]

@@ -2,8 +2,9 @@
 
 Every real dataset is a list of (image id, image file, mask file) and a 256-entry lookup table (LUT) from the
 raw value stored in the mask PNG to the class id the loader yields (0..C-1, 255 = ignore, -1 = invalid value).
-Files are opened lazily, one item at a time; a missing file or a mask value outside the valid set raises an
-error naming the file when that item is read.
+Building a dataset checks the layout, the split list and the first image / mask pair; every other file is
+opened when its item is read, and a missing file or a mask value outside the valid set then raises an error
+naming the file.
 """
 
 from pathlib import Path
@@ -143,8 +144,11 @@ def read_mask(path: Path, lut: np.ndarray) -> np.ndarray:
     with Image.open(path) as image:
         if image.mode not in ("P", "L", "I", "I;16"):
             raise ValueError(f"{path}: expected a single-channel index PNG (mode P or L), got mode {image.mode}")
-        raw = np.asarray(image).astype(np.int64)
-    values = np.unique(raw)
+        raw = np.asarray(image)
+    if raw.dtype == np.uint8:  # counting is much faster than np.unique on large masks
+        values = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
+    else:
+        values = np.unique(raw).astype(np.int64)
     in_range = values[(values >= 0) & (values < len(lut))]
     bad = np.concatenate([values[(values < 0) | (values >= len(lut))], in_range[lut[in_range] < 0]])
     if bad.size:
