@@ -385,6 +385,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
             "config": cfg,
             "srlib_version": __version__,
             "git_commit": tags.get("git_commit"),
+            "tags": tags,
             "threads": cfg["threads"],
             "device": str(run.device),
             "classes": list(run.info["classes"]),
