@@ -28,18 +28,30 @@ def evaluate(model, dataset, classes, *, device, batch_size: int = 16, window: i
     model.eval()
     meter = SegmentationMetrics(len(classes), background_index=0 if classes[0] == "background" else None)
     kept = {"images": [], "masks": [], "preds": []}
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images = batch["image"].to(device)
-        target = batch["mask"].to(device)
-        pred = predict_logits(model, images, window=window).argmax(1)
-        meter.update(pred, target, batch.get("parts"))
-        for i in range(min(keep - len(kept["preds"]), len(pred))):
-            kept["images"].append(denormalize(batch["image"][i]))
-            kept["masks"].append(batch["mask"][i].numpy())
-            kept["preds"].append(pred[i].cpu().numpy())
+    for items in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=list):
+        for batch in same_size_batches(items):
+            images = batch["image"].to(device)
+            target = batch["mask"].to(device)
+            pred = predict_logits(model, images, window=window).argmax(1)
+            meter.update(pred, target, batch.get("parts"))
+            for i in range(len(pred)):
+                if len(kept["preds"]) == keep or (kept["preds"] and pred[i].shape != kept["preds"][0].shape):
+                    continue  # pictures are stacked into one array: keep images of the first kept size
+                kept["images"].append(denormalize(batch["image"][i]))
+                kept["masks"].append(batch["mask"][i].numpy())
+                kept["preds"].append(pred[i].cpu().numpy())
     model.train(was_training)
     pictures = {name: np.stack(arrays) if arrays else np.zeros((0,)) for name, arrays in kept.items()}
     return meter.compute(), pictures
+
+
+def same_size_batches(items: list[dict]) -> list[dict]:
+    """Stack dataset items into batches of equal image size (datasets such as VOC mix sizes), in order."""
+    groups: dict[tuple, list[dict]] = {}
+    for item in items:
+        groups.setdefault(tuple(item["image"].shape), []).append(item)
+    return [{key: torch.stack([item[key] for item in group]) for key in group[0] if key != "name"}
+            for group in groups.values()]
 
 
 def colorize(labels: np.ndarray, palette) -> np.ndarray:

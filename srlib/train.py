@@ -38,7 +38,7 @@ from srlib.evaluate import evaluate, write_artifacts
 from srlib.io import read_json, write_json_atomic
 from srlib.losses import build_pixel_loss
 from srlib.losses.center import CenterLoss
-from srlib.losses.self_regulation import check_labels, self_regulation_loss
+from srlib.losses.self_regulation import IGNORE_INDEX, check_labels, self_regulation_loss
 from srlib.models import PRESETS, build_segmentor
 from srlib.tracking import Tracker, default_tracking_uri, open_run, run_tags
 
@@ -222,9 +222,11 @@ class Run:
 
     def train_step(self, batch: dict) -> dict:
         """One optimisation step; returns the detached loss terms. Raises NonFiniteLoss before updating."""
+        mask = batch["mask"]
+        if bool(((mask >= self.num_classes) & (mask != IGNORE_INDEX)).any()):  # on the CPU batch: no device sync
+            check_labels(mask, self.num_classes)  # raises, naming the values
         images = batch["image"].to(self.device, non_blocking=True)
-        target = batch["mask"].to(self.device, non_blocking=True)
-        check_labels(target, self.num_classes)
+        target = mask.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
