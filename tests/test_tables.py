@@ -1,0 +1,145 @@
+"""srlib.tables on synthetic run directories: statistics, FAILED / MISSING cells, cost ratios, figures."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from srlib import tables
+
+BASE = {0: 0.70, 1: 0.72, 2: 0.74}
+FULL = {0: 0.71, 1: 0.74, 2: 0.75}  # differences 0.01, 0.02, 0.01 -> t = 4, df = 2
+
+
+def _config(sr: str, seed: int) -> dict:
+    terms = set(sr.split("+"))
+    return {
+        "seed": seed, "threads": 1, "device": "cpu",
+        "data": {"name": "generated", "crop_size": 32, "batch_size": 4, "eval_split": "val"},
+        "model": {"preset": "tiny", "exit": "light", "backbone": None, "pretrained": None},
+        "loss": {"mea": "mea" in terms, "srf": "srf" in terms, "srl": "srl" in terms, "pixel": "ce",
+                 "variant": "official", "tau": 1.0},
+        "optim": {"name": "sgd", "iters": 3, "lr": 0.01, "head_lr_mult": 10.0, "sr_warmup_iters": 0},
+    }
+
+
+def _run_dir(root, sr, seed):
+    return root / "runs" / "dataset~gen" / "preset~tiny" / "pixel~ce" / f"sr~{sr}" / f"seed~{seed}"
+
+
+def make_run(root, sr, seed, miou=None, status="FINISHED", predictions=False):
+    """A run directory as `srlib run --outcome` leaves it; status None = no outcome.json (killed)."""
+    run_dir = _run_dir(root, sr, seed)
+    run_dir.mkdir(parents=True)
+    if status is not None:
+        error = None if status == "FINISHED" else "NonFiniteLoss: loss term 'total' is nan at iteration 2"
+        (run_dir / "outcome.json").write_text(json.dumps({"status": status, "error": error, "config_hash": "x"}))
+    if status == "FINISHED":
+        metrics = {
+            "miou": miou, "pixel_accuracy": 0.9, "iou_per_class": [0.9, miou, None],
+            "thin_part_iou": miou / 2, "body_iou": miou, "small_object_iou": None, "hallucination_rate": 0.05,
+        }
+        cost = {"params_test": 1000, "params_train": 1500 if sr != "baseline" else 1000, "macs_test": 10**6,
+                "macs_train": 2 * 10**6, "flops_test": 2 * 10**6, "flops_train": 4 * 10**6,
+                "step_time_s": 0.1, "peak_bytes": 2**20 * 300, "kind": "cpu_peak_rss"}
+        (run_dir / "metrics.json").write_text(json.dumps({
+            "status": "FINISHED", "config": _config(sr, seed), "git_commit": "abc1234", "device": "cpu",
+            "threads": 1, "classes": ["background", "cat", "dog"], "metrics": metrics, "cost": cost,
+        }))
+    else:
+        (run_dir / "run.yaml").write_text(json.dumps(_config(sr, seed)))
+    if predictions:
+        rng = np.random.default_rng(seed)
+        masks = rng.integers(0, 3, (2, 8, 8))
+        np.savez(run_dir / "predictions.npz", images=rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8),
+                 masks=masks, preds=np.where(rng.random((2, 8, 8)) < 0.8, masks, 0))
+    return run_dir
+
+
+@pytest.fixture
+def bench(tmp_path):
+    """baseline x 3 seeds, full SR x 3 seeds, +MEA: one finished, one FAILED, one killed (no outcome)."""
+    for seed in BASE:
+        make_run(tmp_path, "baseline", seed, BASE[seed], predictions=seed == 0)
+        make_run(tmp_path, "mea+srf+srl", seed, FULL[seed], predictions=seed == 0)
+    make_run(tmp_path, "mea", 0, 0.71)
+    make_run(tmp_path, "mea", 1, status="FAILED")
+    make_run(tmp_path, "mea", 2, status=None)
+    return tmp_path
+
+
+def test_mean_ci_matches_scipy_t_interval():
+    values = list(BASE.values())
+    mean, half, n = tables.mean_ci(values)
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert n == 3 and mean == pytest.approx(0.72)
+    assert half == pytest.approx((high - low) / 2) == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-6)
+    assert math.isnan(tables.mean_ci([0.5])[1]) and tables.mean_ci([None, math.nan]) [2] == 0
+
+
+def test_paired_difference_matches_paired_t_test():
+    diff = tables.paired_difference(FULL, BASE)
+    # t = mean(d) / (sd(d) / sqrt(3)) = 4 with 2 dof: two-sided p = 1 - t / sqrt(t^2 + 2)
+    assert diff["n"] == 3 and diff["mean"] == pytest.approx(0.04 / 3)
+    assert diff["p"] == pytest.approx(1 - 4 / math.sqrt(18), rel=1e-6)
+    assert diff["p"] == pytest.approx(stats.ttest_rel(list(FULL.values()), list(BASE.values())).pvalue)
+    only_shared = tables.paired_difference({0: 0.8, 5: 0.9}, BASE)
+    assert only_shared["n"] == 1 and math.isnan(only_shared["p"])
+
+
+def test_sr_names_are_canonical_and_labelled():
+    assert tables.canonical_sr("srl+mea") == "mea+srl"
+    assert tables.sr_label("mea+srf+srl") == "+MEA+SR-F+SR-L"
+    with pytest.raises(ValueError, match=r"'mea\+mae'"):
+        tables.canonical_sr("mea+mae")
+
+
+def test_tables_hold_exactly_the_runs_and_show_failures(bench):
+    written = tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", {"name": "syn"})
+    assert sorted(p.name for p in written) == sorted(tables.TABLE_FILES)
+    ablation = (bench / "out" / "ablation.md").read_text()
+    assert "Runs: 9 (7 FINISHED, 1 FAILED, 1 MISSING)" in ablation
+    rows = [line for line in ablation.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].strip() for row in rows] == ["baseline", "+MEA", "+MEA+SR-F+SR-L"]
+    mea_row, full_row = rows[1], rows[2]
+    assert "FAILED 1/3" in mea_row and "MISSING 1/3" in mea_row and "71.0 ± n/a (n=1)" in mea_row
+    half = 100 * tables.mean_ci(list(FULL.values()))[1]
+    assert f"73.3 ± {half:.1f} (n=3)" in full_row
+    assert "+1.3 ± " in full_row and "p=0.057" in full_row
+    assert "NonFiniteLoss" in ablation  # the failed run is listed with its error
+    assert "git commit abc1234" in ablation and "seeds 0, 1, 2" in ablation
+    failure = (bench / "out" / "failure_modes.md").read_text()
+    assert "1/3 finished" in failure and "thin-part IoU" in failure
+    assert "| cat " in (bench / "out" / "per_class.md").read_text()
+
+
+def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
+    files = []
+    for exit_type, sr, params in (("none", "baseline", 1000), ("light", "mea+srf+srl", 1500)):
+        path = tmp_path / "cost" / "dataset~gen" / "preset~tiny" / f"exit~{exit_type}" / f"sr~{sr}.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"params_test": 1000, "params_train": params, "macs_test": 5 * 10**8,
+                                    "macs_train": 5 * 10**8 if sr == "baseline" else 6 * 10**8, "step_time_s": 0.2 if sr == "baseline" else 0.3,
+                                    "peak_memory_mib": 100.0 if sr == "baseline" else 150.0, "memory_kind": "cpu_peak_rss"}))
+        files.append(path)
+    tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", cost_files=files)
+    cost = (bench / "out" / "cost.md").read_text()
+    assert "1.5 k (×1.50)" in cost and "600 MMAC (×1.20)" in cost and "1.2 GFLOP (×1.20)" in cost
+    assert "0.3 s (×1.50)" in cost and "150 MiB (×1.50)" in cost and "FLOPs = 2 × MACs" in cost
+
+
+def test_finished_outcome_without_metrics_is_an_error_naming_the_file(bench):
+    (_run_dir(bench, "baseline", 1) / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"sr~baseline/seed~1/metrics.json"):
+        tables.collect_runs(str(bench / "runs/**/seed~*"))
+
+
+def test_picture_grid_falls_back_to_a_note_without_predictions(bench, tmp_path):
+    frame = tables.collect_runs(str(bench / "runs/**/seed~*"))
+    assert tables._prediction_pair(frame, tables.FULL_SR)[1] == 0
+    for path in (bench / "runs").rglob("predictions.npz"):
+        path.unlink()
+    assert tables._prediction_pair(frame, tables.FULL_SR) is None
+    assert tables.plot_pictures(frame, tmp_path / "p.png").stat().st_size > 0

@@ -1,0 +1,23 @@
+# Overhead of each SR combination against its baseline, per dataset (crop, classes) x preset x exit type:
+# parameters and multiply-adds at test and training time, step time and peak memory (`srlib cost`).
+
+
+rule cost:
+    input:
+        dataset_input,
+    output:
+        f"{BENCH_DIR}/cost/{COST_PATTERN}.json",
+    log:
+        f"{BENCH_DIR}/cost/{COST_PATTERN}.log",
+    params:
+        config_path=f"{BENCH_DIR}/cost/{COST_PATTERN}.yaml",
+        config=lambda w: as_yaml(cost_config(w)),
+    threads: RESOURCES["cost"]["threads"]
+    resources:
+        gpu=RESOURCES["cost"]["gpu"],
+        mem_mb=RESOURCES["cost"]["mem_mb"],
+        runtime=RESOURCES["cost"]["runtime"],
+    shell:
+        "printf '%s' {params.config:q} > {params.config_path:q} && "
+        "{PYTHON:q} {GPU_SLOT:q} {resources.gpu} -- "
+        "{PYTHON:q} -m srlib cost {params.config_path:q} --out {output:q} > {log:q} 2>&1"

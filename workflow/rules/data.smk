@@ -1,0 +1,30 @@
+# Once-only preparation: the MLflow store + experiment, and the embedded generated dataset.
+
+
+rule init_tracking:
+    """Create the MLflow store and experiment once, before any training job (parallel runs must not race)."""
+    output:
+        f"{BENCH_DIR}/mlflow_experiment.txt",
+    log:
+        f"{BENCH_DIR}/logs/init_tracking.log",
+    params:
+        uri=TRACKING["uri"],
+        experiment=TRACKING["experiment"],
+    localrule: True
+    shell:
+        "{PYTHON:q} -m srlib init-tracking --uri {params.uri:q} --experiment {params.experiment:q} "
+        "--marker {output:q} > {log:q} 2>&1"
+
+
+rule generate_data:
+    """The embedded failure-mode dataset, written once per parameter set (its path spells them)."""
+    output:
+        directory(GENERATED_PATTERN),
+    log:
+        GENERATED_PATTERN + ".log",
+    threads: 4
+    localrule: True
+    shell:
+        "{PYTHON:q} -m srlib generate-data --root {output:q} --size {wildcards.size} "
+        "--n-train {wildcards.n_train} --n-val {wildcards.n_val} --n-test {wildcards.n_test} "
+        "--seed {wildcards.seed} --workers {threads} --grid {output:q}/samples.png > {log:q} 2>&1"
