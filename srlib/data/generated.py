@@ -621,7 +621,7 @@ def save_sample_grid(root, out_png, n=16, split="train"):
         item = data[i]
         image = item["image"].astype(np.float64)
         colour = palette[item["mask"]]
-        overlay = np.where((item["mask"] > 0)[..., None], 0.4 * image + 0.6 * colour, 0.6 * image)
+        overlay = np.where((item["mask"] > 0)[..., None], 0.25 * image + 0.75 * colour, 0.6 * image)
         parts = np.where(item["parts"][..., None], np.array([255.0, 255.0, 0.0]), 0.35 * image)
         panels.append(np.concatenate([image, overlay, parts], 1).astype(np.uint8))
     zoom = max(1, -(-128 // panels[0].shape[0]))
