@@ -104,6 +104,7 @@ def test_paper_benchmark_dry_run_against_fixture_roots(work, tmp_path):
     (lambda b: b["axes"].update(seedz=[0]), "'seedz' was unexpected"),
     (lambda b: b["base"]["optim"].update(itres=5), "'base.optim.itres'"),
     (lambda b: b["overrides"][0]["config"].update(seed=3), "overrides[0].config.seed: set by the benchmark's axes.seed"),
+    (lambda b: b["overrides"][0]["where"].update(seed=7), "overrides[0].where.seed: ['7'] not on the axis"),
 ])
 def test_benchmark_typos_are_rejected_naming_the_key(work, change, named):
     bench = json.loads(json.dumps(TINY))

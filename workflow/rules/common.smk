@@ -8,7 +8,9 @@ cluster job), so it avoids heavy imports (no torch, pandas, scipy) and does O(ru
 """
 
 import copy
+import functools
 import itertools
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +29,7 @@ class BenchmarkError(ValueError):
 
 validate(config, "../schemas/config.schema.yaml")
 
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter when available (fast)
 PYTHON = sys.executable  # the interpreter running Snakemake, which has srlib installed
 GPU_SLOT = str(Path(workflow.basedir) / "workflow" / "scripts" / "gpu_slot.py")
 BENCH = config["name"]
@@ -138,7 +141,7 @@ def dataset_entries() -> dict[str, dict]:
 
 
 def run_overrides() -> list[dict]:
-    """overrides[] with `where` values as sets of strings and canonical SR names."""
+    """overrides[] with `where` values as sets of strings (canonical SR names), each checked against its axis."""
     rules = []
     for i, item in enumerate(config["overrides"]):
         check_fragment(item["config"], f"overrides[{i}].config")
@@ -148,18 +151,17 @@ def run_overrides() -> list[dict]:
             if axis == "sr":
                 values = expand_sr(values, f"overrides[{i}].where.sr")
             where[axis] = {str(v) for v in values}
+            unknown = where[axis] - set(AXES[axis])
+            if unknown:
+                raise BenchmarkError(
+                    f"overrides[{i}].where.{axis}: {sorted(unknown)} not on the axis; valid: {', '.join(AXES[axis])}"
+                )
         rules.append({"where": where, "config": item["config"]})
     return rules
 
 
-def _res(rule: str) -> dict:
-    defaults = {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 120}
-    return {**defaults, **config["resources"].get(rule, {})}
-
-
 check_fragment(config["base"], "base")
 DATASETS = dataset_entries()
-OVERRIDES = run_overrides()
 AXES = {
     "dataset": list(DATASETS),
     "preset": list(dict.fromkeys(config["axes"]["preset"])),
@@ -167,10 +169,11 @@ AXES = {
     "sr": expand_sr(config["axes"]["sr"], "axes.sr"),
     "seed": [str(s) for s in dict.fromkeys(config["axes"]["seed"])],
 }
-RESOURCES = {"train": _res("train"), "cost": _res("cost")}
+OVERRIDES = run_overrides()
+RESOURCES = config["resources"]  # {"train": {threads, gpu, mem_mb, runtime}, "cost": {...}}, schema defaults filled
 TRACKING = {
     "enabled": config["tracking"]["enabled"],
-    "uri": config["tracking"]["uri"] or "sqlite:///results/mlflow.db",
+    "uri": config["tracking"]["uri"] or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///results/mlflow.db",
     "experiment": config["tracking"]["experiment"] or BENCH,
 }
 COST_EXITS = config["cost"]["exits"] or [config["base"].get("model", {}).get("exit", DEFAULTS["model"]["exit"])]
@@ -231,7 +234,17 @@ def cost_config(w) -> dict:
 
 
 def as_yaml(cfg: dict) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
+    return yaml.dump(cfg, Dumper=SAFE_DUMPER, sort_keys=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _run_yaml(dataset: str, preset: str, pixel: str, sr: str, seed: str) -> str:
+    return as_yaml(run_config(SimpleNamespace(dataset=dataset, preset=preset, pixel=pixel, sr=sr, seed=seed)))
+
+
+def run_config_yaml(w) -> str:
+    """run.yaml of one run; cached because Snakemake evaluates params more than once per job."""
+    return _run_yaml(w.dataset, w.preset, w.pixel, w.sr, w.seed)
 
 
 def dataset_input(w):

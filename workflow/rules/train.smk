@@ -15,7 +15,7 @@ rule train:
         f"{RUNS_DIR}/{RUN_PATTERN}/train.log",
     params:
         run_dir=f"{RUNS_DIR}/{RUN_PATTERN}",
-        config=lambda w: as_yaml(run_config(w)),
+        config=run_config_yaml,
     threads: RESOURCES["train"]["threads"]
     resources:
         gpu=RESOURCES["train"]["gpu"],
