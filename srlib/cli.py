@@ -55,7 +55,8 @@ def cmd_generate_data(args) -> int:
     from srlib.data.generated import generate, save_sample_grid
 
     stats = generate(args.root, seed=args.seed, size=args.size, n_train=args.n_train, n_val=args.n_val,
-                     n_test=args.n_test, workers=args.workers)
+                     n_test=args.n_test, thin_part_prob=args.thin_part_prob,
+                     small_object_prob=args.small_object_prob, workers=args.workers)
     print(f"dataset at {args.root}: {stats}")
     if args.grid:
         save_sample_grid(args.root, args.grid)
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n-train", type=int, default=2000)
     gen.add_argument("--n-val", type=int, default=500)
     gen.add_argument("--n-test", type=int, default=500)
+    gen.add_argument("--thin-part-prob", type=float, default=0.9, help="chance each thin part is drawn")
+    gen.add_argument("--small-object-prob", type=float, default=0.5, help="chance an image gets small objects")
     gen.add_argument("--workers", type=int, default=1)
     gen.add_argument("--grid", help="also write a PNG grid of samples with masks and parts overlaid")
     gen.set_defaults(func=cmd_generate_data)
