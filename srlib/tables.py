@@ -216,8 +216,8 @@ def _si(value, unit: str) -> str:
         return f"{value:.0f} MiB"
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+            return f"{value / factor:.4g} {prefix}{unit}"
+    return f"{value:.4g} {unit}"
 
 
 def _get(cfg: dict | None, dotted: str):
@@ -230,13 +230,18 @@ def _get(cfg: dict | None, dotted: str):
 
 
 def _describe(runs, key: str) -> str:
-    """The distinct values of a config key among ``runs``: 'v' or 'v1 (dataset a), v2 (dataset b)'."""
-    by_dataset = {}
-    for dataset, cfg in zip(runs["dataset"], runs["config"]):
-        by_dataset.setdefault(str(_get(cfg, key)), []).append(dataset)
-    if len(by_dataset) == 1:
-        return next(iter(by_dataset))
-    return ", ".join(f"{value} ({', '.join(sorted(set(ds)))})" for value, ds in by_dataset.items())
+    """The values of a config key among ``runs``: 'v'; 'v1 (dataset a), v2 (dataset b)' when each dataset
+    has one value; else 'v1 (5 runs), v2 (1 run)'."""
+    values = [("none" if v is None else str(v)) for v in (_get(cfg, key) for cfg in runs["config"])]
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) == 1:
+        return distinct[0]
+    per_dataset = {}
+    for dataset, value in zip(runs["dataset"], values):
+        per_dataset.setdefault(dataset, set()).add(value)
+    if all(len(v) == 1 for v in per_dataset.values()):
+        return ", ".join(f"{next(iter(v))} ({d})" for d, v in per_dataset.items())
+    return ", ".join(f"{v} ({values.count(v)} run{'s' if values.count(v) > 1 else ''})" for v in distinct)
 
 
 def run_caption(runs) -> str:
@@ -419,7 +424,7 @@ def cost_sections(records: list[dict], from_runs: bool) -> list[dict]:
             row = {"exit": record["exit"], "SR": sr_label(record["sr"])}
             for header, getter, unit in COST_COLUMNS:
                 value, ref = getter(record), getter(base) if base is not None else None
-                ratio = f" (×{value / ref:.2f})" if value is not None and ref else ""
+                ratio = f" (×{value / ref:.3f})" if value is not None and ref else ""
                 row[header] = _si(value, unit) + ratio
             table.append(row)
         def distinct(*keys):

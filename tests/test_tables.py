@@ -126,8 +126,8 @@ def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
         files.append(path)
     tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", cost_files=files)
     cost = (bench / "out" / "cost.md").read_text()
-    assert "1.5 k (×1.50)" in cost and "600 MMAC (×1.20)" in cost and "1.2 GFLOP (×1.20)" in cost
-    assert "0.3 s (×1.50)" in cost and "150 MiB (×1.50)" in cost and "FLOPs = 2 × MACs" in cost
+    assert "1.5 k (×1.500)" in cost and "600 MMAC (×1.200)" in cost and "1.2 GFLOP (×1.200)" in cost
+    assert "0.3 s (×1.500)" in cost and "150 MiB (×1.500)" in cost and "FLOPs = 2 × MACs" in cost
 
 
 def test_finished_outcome_without_metrics_is_an_error_naming_the_file(bench):

@@ -167,7 +167,7 @@ def test_gpu_slot_sets_cuda_visible_devices_for_the_command(tmp_path):
 
 # -- a tiny real sweep ---------------------------------------------------------------------------------
 def _srlib_run_works() -> str | None:
-    probe = subprocess.run([sys.executable, "-c", "import srlib.train, srlib.cost; srlib.cost.measure_config"],
+    probe = subprocess.run([sys.executable, "-c", "import srlib.train; srlib.train.measure_cost"],
                            capture_output=True, text=True)
     return None if probe.returncode == 0 else probe.stderr.strip().splitlines()[-1]
 
@@ -189,9 +189,12 @@ def test_tiny_sweep_builds_tables_of_exactly_its_runs(work):
     rows = [line for line in ablation.splitlines() if line.startswith("| ")][1:]
     assert [row.split("|")[1].strip() for row in rows] == ["baseline", "+MEA+SR-F+SR-L"]
     assert "(n=2)" in rows[0] and "FAILED 1/2" in rows[1]
+    assert "lr 0.01 (3 runs), 1e+30 (1 run)" in ablation  # the caption tells the override apart
     assert "+MEA+SR-F+SR-L" in (bench / "cost.md").read_text()
     for name in ("failure_modes.md", "per_class.md", "ablation.png", "pictures.png", "tables.html"):
         assert (bench / name).stat().st_size > 0
+    snakemake(work, "--configfile", path, "--report", "results/tiny/report.html")
+    assert "ablation.png" in (bench / "report.html").read_text()
     # Nothing left to do; one more seed schedules only its two runs.
     assert "Nothing to be done" in snakemake(work, "-n", "--configfile", path).stdout
     more = json.loads(json.dumps(TINY))
