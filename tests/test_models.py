@@ -97,6 +97,21 @@ def test_inference_model_is_exactly_the_baseline(head):
         assert torch.equal(multi(images)["seg"][-1], baseline(images)["seg"][-1])
 
 
+@pytest.mark.parametrize("stride,rates", [(8, [12, 24, 36]), (16, [6, 12, 18])])
+def test_deeplabv3_rates_follow_the_output_stride(stride, rates):
+    head = HEADS["deeplabv3"](32, NUM_CLASSES, stride)
+    assert [branch[0].dilation[0] for branch in head.branches[1:4]] == rates
+
+
+@pytest.mark.parametrize("head,feat_channels", [("fcn", 96 // 4), ("deeplabv2", 96), ("deeplabv3", 256)])
+def test_head_feats_enter_the_final_classifier(head, feat_channels):
+    model = build_segmentor("test_resnet", head, NUM_CLASSES)  # last stage: 96 channels
+    out = model(batch()[0])
+    assert out["head_feats"].shape == (2, feat_channels, SIZE // 16, SIZE // 16)
+    if head == "deeplabv2":
+        assert [b.dilation[0] for b in model.head.branches] == [6, 12, 18, 24]
+
+
 def test_inference_model_shares_weights():
     model = build_segmentor("test_resnet", "fcn", NUM_CLASSES, exit_type="light")
     inference = model.inference_model()

@@ -31,13 +31,13 @@ class Backbone(nn.Module):
         self.body = body
         info = body.feature_info
         self.indices = [i for i, r in enumerate(info.reduction()) if r >= MIN_REDUCTION]
-        if not self.indices:  # e.g. a model whose every level is stride 2
-            self.indices = [len(info.reduction()) - 1]
+        if not self.indices:
+            raise ValueError(f"backbone has no stage with reduction >= {MIN_REDUCTION}: {info.reduction()}")
         self.channels = [info.channels()[i] for i in self.indices]
         self.reductions = [info.reduction()[i] for i in self.indices]
         self.output_stride = self.reductions[-1]
-        # FeatureListNet exposes output_fmt; EfficientNetFeatures and friends are always NCHW.
-        self.nhwc = str(getattr(body, "output_fmt", "NCHW")) in ("NHWC", "Format.NHWC")
+        # FeatureListNet exposes output_fmt (a str enum); EfficientNetFeatures and friends are always NCHW.
+        self.nhwc = getattr(body, "output_fmt", "NCHW") == "NHWC"
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         levels = self.body(images)

