@@ -39,6 +39,7 @@ DEFAULTS = {
         "output_stride": None,
         "exit": "light",
         "pretrained": None,
+        "backbone_kwargs": {},
     },
     "loss": {
         "mea": False,

@@ -78,20 +78,25 @@ def median_step_time(step: Callable[[], object], warmup: int = 2, repeats: int =
     return statistics.median(interleaved_step_times({"step": step}, warmup, repeats, device)["step"])
 
 
-def peak_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:
-    """Run ``step`` once and report peak memory in bytes.
+def peak_memory_so_far(device="cpu") -> dict[str, object]:
+    """Peak memory in bytes since the last reset (CUDA) or since the process started (CPU).
 
-    CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak, i.e. the peak of this step's
-    tensors ({"kind": "cuda_max_allocated"}). CPU: the process's peak resident set size from
-    ``resource.getrusage`` (``ru_maxrss``, KiB on Linux, bytes on macOS), which covers the whole
-    process lifetime and never resets: compare configurations in separate processes
+    CUDA: ``torch.cuda.max_memory_allocated`` ({"kind": "cuda_max_allocated"}). CPU: the process's peak
+    resident set size from ``resource.getrusage`` (``ru_maxrss``, KiB on Linux, bytes on macOS), which
+    covers the whole process lifetime and never resets: compare configurations in separate processes
     ({"kind": "cpu_peak_rss"}).
     """
     if torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        _synchronize(device)
         return {"peak_bytes": int(torch.cuda.max_memory_allocated(device)), "kind": "cuda_max_allocated"}
-    step()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"peak_bytes": int(rss if sys.platform == "darwin" else rss * 1024), "kind": "cpu_peak_rss"}
+
+
+def peak_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:
+    """Run ``step`` once and report peak memory in bytes (see ``peak_memory_so_far``); on CUDA the peak
+    is reset first, so it is this step's."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step()
+    _synchronize(device)
+    return peak_memory_so_far(device)
