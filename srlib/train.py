@@ -137,7 +137,8 @@ class Run:
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
         loss = cfg["loss"]
         pixel_name = loss["pixel"].removesuffix("+center")
-        self.pixel_loss = build_pixel_loss(pixel_name, **loss.get(pixel_name, {}))
+        # Plain CE is the loss's own default (None), which shares log-softmaxes with SR-F.
+        self.pixel_loss = None if pixel_name == "ce" else build_pixel_loss(pixel_name, **loss.get(pixel_name, {}))
         self.center = None  # CenterLoss, created at the first step once the decoder width is known
         self.iteration = 0
         self.step_times: list[float] = []

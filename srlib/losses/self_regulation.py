@@ -152,16 +152,6 @@ def _valid_mean(values: Tensor, valid: Tensor) -> Tensor:
     return (values * valid).sum() / valid.sum().clamp_min(1)
 
 
-def _pixel_ce(ignore_index: int) -> PixelLoss:
-    """Default pixel loss: CE averaged over non-ignore pixels (0, not NaN, when there are none)."""
-
-    def loss(logits: Tensor, target: Tensor) -> Tensor:
-        summed = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
-        return summed / (target != ignore_index).sum().clamp_min(1)
-
-    return loss
-
-
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Bilinear (align_corners=False) resize of B x C x h x w to ``size``; no-op when equal."""
     if tuple(x.shape[-2:]) == tuple(size):
@@ -206,25 +196,36 @@ def self_regulation_loss(
         w_seg=w_seg, w_cls=w_cls, w_srf=w_srf, w_srl=w_srl,
     )
     check_outputs(out, mea=mea, srf=srf, srl=srl, variant=variant, num_classes=num_classes)
-    pixel_loss = pixel_loss or _pixel_ce(ignore_index)
     size = target.shape[-2:]
     seg, cls = out["seg"], [c.float() for c in out.get("cls") or []]
     needs_all = mea or (srf and variant != "paper-features")
     logits = [_resize(z.float(), size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
+    # With the default CE, one log_softmax per exit serves both the ground-truth CE and official SR-F.
+    log_probs = {}
+
+    def nll(i: int, labels: Tensor, ignore: int, denominator) -> Tensor:
+        if i not in log_probs:
+            log_probs[i] = F.log_softmax(logits[i], dim=1)
+        return F.nll_loss(log_probs[i], labels, ignore_index=ignore, reduction="sum") / denominator
+
+    n_valid = (target != ignore_index).sum().clamp_min(1)  # 0 loss, not NaN, when every pixel is ignore
+
+    def gt_loss(i: int) -> Tensor:
+        return pixel_loss(logits[i], target) if pixel_loss is not None else nll(i, target, ignore_index, n_valid)
 
     terms = {}
     if mea:
         presence = presence_labels(
             target, num_classes, void_as_background=variant == "official", ignore_index=ignore_index
         )
-        terms["seg"] = sum(pixel_loss(z, target) for z in logits)
+        terms["seg"] = sum(gt_loss(i) for i in range(len(logits)))
         terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)
     else:
-        terms["seg"] = pixel_loss(logits[-1], target)
+        terms["seg"] = gt_loss(len(logits) - 1)
 
     if srf and variant == "official":
-        pseudo = logits[0].detach().argmax(dim=1)
-        terms["srf"] = sum(F.cross_entropy(z, pseudo) for z in logits[1:])
+        pseudo = logits[0].detach().argmax(dim=1)  # every pixel counts: no ignore value among class ids
+        terms["srf"] = sum(nll(i, pseudo, -100, pseudo.numel()) for i in range(1, len(logits)))
     elif srf and variant == "paper":
         valid = target != ignore_index
         terms["srf"] = sum(_valid_mean(soft_cross_entropy(z, logits[0], tau), valid) for z in logits[1:])
