@@ -1,0 +1,236 @@
+"""Locally Adaptive Loss (Guo et al., "Locally Adaptive Learning Loss for Semantic Image
+Segmentation", arXiv 1802.08290), as design.md defines it.
+
+For every valid pixel p (label y_p != ignore) of a logit map ``z`` (B x C x H x W):
+
+1. Standard-score normalisation over channels: ``zn = (z - mean_c z) / sqrt(var_c z + eps)``
+   (population variance, eps = 1e-5). These are the "normalised predictions" of the paper; they
+   stay logits, not probabilities.
+2. Selective pooling over the w x w window around p (w in 3, 5, 7), keeping only positions q
+   inside the image whose label equals y_p (p itself always counts), each weighted by
+   ``2^(1 - D8(q - p))`` (D8 = chessboard distance: centre 2, ring 1 weight 1, ring 2 1/2, ...):
+   ``v_p = sum_q w_q zn_q / m_p`` with m_p = the *unweighted* number of such positions.
+3. Cross-entropy of v_p against y_p: ``L_p = logsumexp_c v_p - v_p[y_p]`` (v_p goes through a
+   log-softmax like logits do).
+4. Minkowski pooling over the valid pixels of the batch: ``(mean_p L_p^k)^(1/k)`` (paper: k = 3).
+
+Consequence of step 1 worth knowing: v_p is an average of unit-variance vectors, so its logit
+gaps are bounded (|v_c| <= 2 sqrt(C-1)) and L_p never reaches 0; the loss has a floor that
+depends on C and w. Ignore pixels take part neither as centres nor as neighbours; positions
+outside the image are left out of the sum and of m_p. With no valid pixel the loss is 0.
+
+Cost. A naive version unfolds the map into every window: w^2 copies (25x at w = 5). Here the
+pooling is a linear map A (A_pq = w_(q-p) [y_q = y_p], zero rows for ignore pixels), applied as
+a depthwise convolution with the window weights (right wherever the whole window shares one
+label) minus a sparse CSR correction at pixels near a label boundary. A is symmetric, so the
+backward pass applies the same A to the gradient, and a custom autograd function keeps two
+map-sized tensors (the normalised map and exp of the pooled logits, which the backward then
+overwrites). Time grows with the share of boundary pixels; ``benchmarks/lal_cost.py`` measures
+time and peak memory against cross-entropy.
+"""
+
+import functools
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+WINDOWS = (3, 5, 7)
+DEFAULT_WINDOW = 5
+DEFAULT_K = 3.0
+EPS = 1e-5
+_BUILD_ROWS = 1 << 16  # boundary pixels per step while building the correction (bounds temporaries)
+# |v_c| <= 2 sqrt(C - 1) after normalisation, so exp(v) cannot overflow float32 below ~1900 classes.
+_NO_SHIFT_MAX_CHANNELS = 1000
+
+
+def check_params(window: int, k: float) -> None:
+    """Raise ValueError naming a window outside WINDOWS or an exponent k that is not a finite k > 0."""
+    if isinstance(window, bool) or window not in WINDOWS:
+        raise ValueError(f"LAL window must be one of {WINDOWS}, got {window!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k <= 0:
+        raise ValueError(f"LAL exponent k must be a finite number > 0, got {k!r}")
+
+
+def window_weights(window: int) -> Tensor:
+    """``window x window`` float64 tensor of 2^(1 - D8): 2 at the centre, halving ring by ring."""
+    d = torch.arange(window) - window // 2
+    d8 = torch.maximum(d.abs()[:, None], d.abs()[None, :])
+    return torch.pow(2.0, 1.0 - d8.double())
+
+
+class _SameLabelPooling:
+    """The symmetric pooling matrix A of one label batch (B x H x W) and its product with maps.
+
+    ``A = V (K - D)``: K is the depthwise convolution with the window weights (zero padding);
+    D holds, for *boundary* pixels only, the weights of the in-image neighbours whose label
+    differs (ignore neighbours included); V zeroes the rows of ignore pixels (left to the
+    caller). D is a CSR matrix over pixels, built once per batch and used by the forward and the
+    backward pass. Maps are pixel-major (N, C), N = B*H*W pixels in (b, i, j) order.
+    Attributes: ``inv_count`` (N,) 1 / m_p, 0 at ignore pixels; ``valid`` (N,) bool.
+    """
+
+    def __init__(self, target: Tensor, window: int, ignore_index: int, dtype: torch.dtype):
+        batch, height, width = target.shape
+        r, slots, device = window // 2, window * window, target.device
+        self.shape, self.window = (batch, height, width), window
+        self.weights = window_weights(window).to(dtype=dtype, device=device)
+        self.valid = (target != ignore_index).reshape(-1)
+        # Sentinels: an ignore centre (-1) matches nothing; ignore neighbours (-2) and positions
+        # outside the image (-3) match no centre. Valid labels are >= 0.
+        centre = torch.where(target != ignore_index, target, -1).to(torch.int32)
+        neighbour = F.pad(torch.where(centre >= 0, centre, -2), (r, r, r, r), value=-3)
+        same = torch.empty(slots, batch, height, width, dtype=torch.uint8, device=device)
+        for slot in range(slots):
+            dy, dx = divmod(slot, window)
+            torch.eq(neighbour[:, dy : dy + height, dx : dx + width], centre, out=same[slot].view(torch.bool))
+        count = same.sum(0, dtype=torch.uint8)
+        self.inv_count = self.valid / count.reshape(-1).to(dtype).clamp_min_(1)
+        offsets = torch.arange(-r, r + 1, device=device)
+        rows_inside = _inside(torch.arange(height, device=device), offsets, height)  # (H, w) bool
+        cols_inside = _inside(torch.arange(width, device=device), offsets, width)  # (W, w) bool
+        boundary = self.valid.view(batch, height, width) & (count < rows_inside.sum(1)[:, None] * cols_inside.sum(1))
+        self.differing = self._differing(boundary.reshape(-1), same.view(slots, -1), rows_inside, cols_inside)
+
+    def _differing(self, boundary: Tensor, same: Tensor, rows_inside: Tensor, cols_inside: Tensor) -> Tensor:
+        """D as CSR (N x N): row p holds w_s at each in-image neighbour p + s with another label."""
+        batch, height, width = self.shape
+        r, device = self.window // 2, boundary.device
+        offsets = torch.arange(-r, r + 1, device=device)
+        step = (offsets[:, None] * width + offsets).view(-1)  # pixel-index step of each slot
+        weights = self.weights.view(-1)
+        per_row = torch.zeros(boundary.numel(), dtype=torch.int64, device=device)
+        columns, values = [torch.zeros(0, dtype=torch.int32, device=device)], [weights[:0]]
+        for pixels in boundary.nonzero().squeeze(1).split(_BUILD_ROWS):
+            i, j = (pixels // width) % height, pixels % width
+            inside = (rows_inside[i][:, :, None] & cols_inside[j][:, None, :]).view(len(pixels), len(step))
+            differs = inside & ~same[:, pixels].t().bool()
+            per_row[pixels] = differs.sum(1)
+            entry = differs.view(-1).nonzero().squeeze(1)  # sorted by pixel, then by slot
+            pixel, slot = pixels[entry // len(step)], entry % len(step)
+            columns.append((pixel + step[slot]).to(torch.int32))
+            values.append(weights[slot])
+        crow = torch.zeros(boundary.numel() + 1, dtype=torch.int32, device=device)
+        torch.cumsum(per_row, 0, out=crow[1:])
+        with warnings.catch_warnings():  # "sparse CSR support is in beta" (once per process)
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(
+                crow, torch.cat(columns), torch.cat(values), size=(boundary.numel(), boundary.numel()),
+                check_invariants=False,
+            )
+
+    def apply(self, pixels: Tensor) -> Tensor:
+        """(K - D) @ map: pixel-major (N, C) map -> new (N, C); rows of ignore pixels are not zeroed."""
+        batch, height, width = self.shape
+        channels = pixels.shape[1]
+        image = pixels.view(batch, height, width, channels).permute(0, 3, 1, 2)  # channels-last B x C x H x W
+        kernel = self.weights.expand(channels, 1, self.window, self.window)
+        out = F.conv2d(image, kernel, padding=self.window // 2, groups=channels)
+        out = out.permute(0, 2, 3, 1).reshape(-1, channels)  # a view when conv2d keeps channels-last
+        if self.differing.values().numel():
+            out.addmm_(self.differing, pixels, alpha=-1)
+        return out
+
+
+def _inside(index: Tensor, offsets: Tensor, size: int) -> Tensor:
+    """(len(index), len(offsets)) bool: index + offset lies in [0, size)."""
+    moved = index[:, None] + offsets
+    return (moved >= 0) & (moved < size)
+
+
+def _channel_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Per-pixel sum_c a_c b_c of two (N, C) maps -> (N,), without a map-sized temporary."""
+    channels = a.shape[1]
+    return torch.bmm(a.view(-1, 1, channels), b.view(-1, channels, 1)).view(-1)
+
+
+class _LocallyAdaptiveLoss(torch.autograd.Function):
+    """The scalar loss with a hand-written backward.
+
+    Shortcut, exact in arithmetic: sum_c dL/dv_pc = 0 (softmax minus one-hot) and A acts on every
+    channel alike, so the gradient reaching zn has zero channel mean and the mean term of the
+    standard-score backward drops out. Channel sums are matrix-vector or batched (1 x C)(C x 1)
+    products: on pixel-major maps they beat reductions over a short inner dimension.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, window: int, k: float, ignore_index: int) -> Tensor:
+        batch, channels, height, width = logits.shape
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        with torch.autocast(logits.device.type, enabled=False):
+            pooling = _SameLabelPooling(target, window, ignore_index, dtype)
+            normed = torch.empty(batch, height, width, channels, dtype=dtype, device=logits.device)
+            normed.copy_(logits.permute(0, 2, 3, 1))
+            normed = normed.view(-1, channels)
+            normed.sub_(logits.mean(1, dtype=dtype).view(-1, 1))
+            inv_std = _channel_dot(normed, normed).div_(channels).add_(EPS).rsqrt_()
+            normed.mul_(inv_std[:, None])
+            pooled = pooling.apply(normed).mul_(pooling.inv_count[:, None])  # ignore rows -> 0
+            if channels > _NO_SHIFT_MAX_CHANNELS:
+                pooled.sub_(pooled.amax(1, keepdim=True))
+            label = torch.where(pooling.valid, target.reshape(-1), 0)
+            losses = -pooled.gather(1, label[:, None]).squeeze(1)
+            exp = pooled.exp_()
+            sum_exp = exp @ torch.ones(channels, dtype=dtype, device=exp.device)
+            losses = losses.add_(sum_exp.log()).masked_fill_(~pooling.valid, 0.0)
+            count = pooling.valid.sum()
+            mean_power = losses.pow(k).sum() / count.clamp_min(1)
+            loss = mean_power.pow(1.0 / k)
+        ctx.save_for_backward(normed, exp, sum_exp, inv_std, losses, mean_power, count)
+        ctx.pooling, ctx.label, ctx.k = pooling, label, k
+        ctx.input_spec = (logits.dtype, logits.is_contiguous(memory_format=torch.channels_last))
+        return loss.to(logits.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        normed, exp, sum_exp, inv_std, losses, mean_power, count = ctx.saved_tensors
+        pooling, label, k = ctx.pooling, ctx.label, ctx.k
+        batch, height, width = pooling.shape
+        channels = exp.shape[1]
+        with torch.autocast(grad.device.type, enabled=False):
+            # d loss / d L_p = mean_power^(1/k - 1) L_p^(k-1) / count at valid pixels, else 0.
+            outer = grad.to(exp.dtype) * mean_power.pow(1.0 / k - 1.0) / count.clamp_min(1)
+            tiny = torch.finfo(exp.dtype).tiny
+            scale = torch.where(pooling.valid, losses.clamp_min(tiny).pow(k - 1.0) * outer, 0.0)
+            scale.mul_(pooling.inv_count)
+            # d L_p / d v_p = softmax(v_p) - onehot(y_p), v_p = (A zn)_p / m_p. It overwrites exp:
+            # a second backward through the graph then fails autograd's saved-tensor version check.
+            grad_pooled = exp.mul_((scale / sum_exp)[:, None])
+            grad_pooled.scatter_add_(1, label[:, None], -scale[:, None])
+            grad_normed = pooling.apply(grad_pooled)  # A is symmetric: A^T g = A g
+            # Standard-score backward: (g - mean_c g - zn mean_c(g zn)) / std, with mean_c g = 0.
+            along = _channel_dot(grad_normed, normed).div_(channels)
+            grad_normed.addcmul_(normed, along[:, None], value=-1)
+            dtype, channels_last = ctx.input_spec
+            grad_logits = torch.empty(
+                batch, channels, height, width, dtype=dtype, device=grad.device,
+                memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+            )
+            std_scale = (inv_std * pooling.valid).view(batch, 1, height, width)
+            grad_image = grad_normed.view(batch, height, width, channels).permute(0, 3, 1, 2)
+            torch.mul(grad_image, std_scale, out=grad_logits)
+        return grad_logits, None, None, None, None
+
+
+def locally_adaptive_loss(
+    logits: Tensor, target: Tensor, window: int = DEFAULT_WINDOW, k: float = DEFAULT_K, ignore_index: int = 255
+) -> Tensor:
+    """Scalar LAL of ``logits`` (B x C x H x W) against ``target`` (B x H x W int, ``ignore_index``
+    = void), in the logits' dtype (computed in float32, float64 for float64 logits); 0 when no
+    pixel is valid. The graph supports one backward pass."""
+    check_params(window, k)
+    if logits.dim() != 4 or target.shape != (logits.shape[0],) + logits.shape[2:]:
+        raise ValueError(
+            f"LAL needs logits B x C x H x W and target B x H x W, got {tuple(logits.shape)} and {tuple(target.shape)}"
+        )
+    return _LocallyAdaptiveLoss.apply(logits, target, window, float(k), ignore_index)
+
+
+def make_locally_adaptive_loss(window: int = DEFAULT_WINDOW, k: float = DEFAULT_K, ignore_index: int = 255):
+    """Factory for the ``"lal"`` registry entry: validated ``(logits, target) -> scalar``."""
+    check_params(window, k)
+    return functools.partial(locally_adaptive_loss, window=window, k=k, ignore_index=ignore_index)
