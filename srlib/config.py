@@ -9,6 +9,7 @@ names against the registries (preset, backbone, head, exit, variant, pixel loss,
 import copy
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -77,6 +78,22 @@ DEFAULTS = {
 NON_IDENTITY_KEYS = (("data", "root"), ("run", "ckpt_every"), ("run", "log_every"), ("tracking",))
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; configs mean a number, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|" r"^[-+]?(?:\d[\d_]*)?\.\d*(?:[eE][-+]?\d+)?$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str):
+    """Parse config YAML, reading exponent notation without a dot as a number."""
+    return yaml.load(text, Loader=_Loader)
+
+
 class ConfigError(ValueError):
     """A config value is missing, unknown or out of range; the message names the key and the source."""
 
@@ -90,7 +107,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
-    return key.strip().split("."), yaml.safe_load(value)
+    return key.strip().split("."), load_yaml(value)
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -158,7 +175,7 @@ def resolve_config(source: str | Path | dict | None = None, overrides: list[str]
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = load_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {error}") from None
         if not isinstance(loaded, dict):

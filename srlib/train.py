@@ -262,6 +262,9 @@ class Run:
             batch_size=batch,
             sampler=range(self.iteration * batch, iters * batch),
             num_workers=data["workers"],
+            # Its own generator: creating the iterator must not draw from the global RNG (dropout), or a
+            # resumed run's random stream would be shifted by one draw.
+            generator=torch.Generator().manual_seed(self.cfg["seed"]),
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
@@ -305,6 +308,87 @@ class Run:
             "step_time_batch": self.cfg["data"]["batch_size"],
             **_peak_memory_mib(self.device),
         }
+
+
+class _progress:
+    """tqdm bar on a terminal; plain periodic log lines otherwise (cluster logs)."""
+
+    def __init__(self, total: int, start: int):
+        self.total, self.start_iter, self.t0 = total, start, time.perf_counter()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True)
+
+    def __call__(self, iteration: int, terms: dict) -> None:
+        text = " ".join(f"{k}={v:.4f}" for k, v in terms.items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(iteration - self.bar.n)
+            return
+        done = iteration - self.start_iter
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        eta = (self.total - iteration) / rate if rate > 0 else math.inf
+        print(f"iter {iteration}/{self.total} {text} {rate:.2f} it/s eta {eta:.0f}s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(cfg: dict, out_dir: str | Path) -> dict:
+    """Train (or resume), evaluate and write ``metrics.json``; return its content. No-op if already finished."""
+    out_dir = Path(out_dir)
+    run = Run(cfg, out_dir)  # validates everything before anything is written
+    metrics_path = out_dir / "metrics.json"
+    if metrics_path.exists():
+        log.info("%s already finished (config %s): nothing to do", out_dir, run.hash)
+        return read_json(metrics_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    resumed = run.load_checkpoint()
+    if resumed:
+        log.info("resuming %s from iteration %d", out_dir, run.iteration)
+    tags = run_tags(run.hash, str(run.device), cfg["threads"])
+    tracker = open_tracker(cfg, out_dir, tags)
+    started = time.perf_counter()
+    try:
+        train_summary = run.train(tracker)
+        eval_started = time.perf_counter()
+        metrics, pictures = evaluate(
+            run.model.inference_model(), run.eval_set, run.info["classes"], device=run.device,
+            batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
+            keep=cfg["run"]["pictures"],
+        )
+        train_summary["eval_time_s"] = time.perf_counter() - eval_started
+        artifacts = write_artifacts(out_dir, metrics, pictures, run.info)
+        cost = run.cost()
+        result = {
+            "status": "FINISHED",
+            "config_hash": run.hash,
+            "config": cfg,
+            "srlib_version": __version__,
+            "git_commit": tags.get("git_commit"),
+            "tags": tags,
+            "threads": cfg["threads"],
+            "device": str(run.device),
+            "classes": list(run.info["classes"]),
+            "metrics": metrics,
+            "cost": cost,
+            "train": train_summary,
+        }
+        tracker.log_summary(result, step=run.iteration)
+        for path in artifacts:
+            tracker.log_artifact(path)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    result["train"]["total_time_s"] = time.perf_counter() - started
+    write_json_atomic(metrics_path, result)
+    tracker.log_artifact(metrics_path)
+    tracker.finish("FINISHED")
+    return result
 
 
 def measure_cost(cfg: dict) -> dict:

@@ -63,3 +63,10 @@ def test_hash_identifies_what_a_run_computes():
 def test_flatten_gives_dotted_keys():
     flat = flatten({"a": 1, "b": {"c": 2, "d": {"e": 3}}})
     assert flat == {"a": 1, "b.c": 2, "b.d.e": 3}
+
+
+def test_exponent_notation_without_a_dot_is_a_number(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  lr: 1e-3\n  weight_decay: 5E-4\n")
+    cfg = resolve_config(path, ["loss.tau=2e0"])
+    assert (cfg["optim"]["lr"], cfg["optim"]["weight_decay"], cfg["loss"]["tau"]) == (0.001, 0.0005, 2.0)
