@@ -1,19 +1,24 @@
 """Cost of the Locally Adaptive Loss against plain cross-entropy, forward + backward.
 
-    python benchmarks/lal_cost.py                      # 4 x 21 x 256 x 256 logits, w = 5, k = 3
-    python benchmarks/lal_cost.py --device cuda        # also: --threads 1, --repeats 30, --naive-size 128
+    python benchmarks/lal_cost.py --threads 1          # 4 x 21 x 256 x 256 logits, w = 5, k = 3
+    python benchmarks/lal_cost.py --device cuda        # also: --repeats 30, --naive-size 128, --labels voc
 
 Three losses on the same random logits (requires_grad) and labels: ``ce`` (torch cross-entropy,
 ignore 255), ``lal`` (srlib's LAL: convolution plus a sparse correction at label boundaries) and
-``lal-naive`` (unfold every w x w window, the textbook version, for contrast). The cost of
-``lal`` grows with the share of pixels near a label boundary, so it runs on two label kinds:
-``voc``: VOC-like masks (background, one to three ellipses of random classes, a 3 px void band
-around each object, as VOC draws it), and ``random``: i.i.d. random labels with 5 % void, where
-every pixel is a boundary pixel (the worst case).
+``lal-naive`` (unfold every w x w window, the textbook version, for contrast; run on the first
+case only). The cost of ``lal`` grows with the share of pixels near a label boundary, so it runs
+on two label kinds: ``voc``: VOC-like masks (background, one to three ellipses of random
+classes, a 3 px void band around each object, as VOC draws it); ``random``: i.i.d. random
+labels with 5 % void, where every pixel is a boundary pixel (the worst case). And on two logit
+layouts: ``channels-last`` (what srlib's segmentor returns on CPU, so what the training loop's
+losses see there) and ``channels-first`` (plain contiguous NCHW; LAL then pays a transposition
+each way).
 
 Time: median wall time of one ``loss(logits, target).backward()`` over ``--repeats`` rounds,
 the losses interleaved within each round (so machine load hits them alike), after two warm-up
-calls each; the ratio is median(loss) / median(ce).
+calls each; the ratio is median(loss) / median(ce). On a shared machine use ``--threads 1``:
+with more threads than free cores every parallel op waits for a descheduled thread, which
+punishes a loss made of many small ops (LAL) far more than a two-kernel one (CE).
 
 Peak memory: bytes above what was live before the call (logits and labels), reached during the
 call; the logits' gradient counts. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only).
@@ -39,6 +44,7 @@ import torch.nn.functional as F
 from srlib.losses.locally_adaptive import locally_adaptive_loss, window_weights
 
 LOSSES = ("ce", "lal", "lal-naive")
+LAYOUTS = {"channels-last": torch.channels_last, "channels-first": torch.contiguous_format}
 
 
 def naive_lal(logits, target, window, k, ignore_index=255, eps=1e-5):
@@ -60,9 +66,11 @@ def naive_lal(logits, target, window, k, ignore_index=255, eps=1e-5):
     return losses[valid.view_as(target)].pow(k).mean().pow(1.0 / k)
 
 
-def make_inputs(args, device, size, labels):
+def make_inputs(args, device, case):
+    size, labels, layout = case
     generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(args.batch, args.classes, size, size, generator=generator).to(device).requires_grad_()
+    logits = torch.randn(args.batch, args.classes, size, size, generator=generator)
+    logits = logits.to(device).contiguous(memory_format=LAYOUTS[layout]).requires_grad_()
     if labels == "random":
         target = torch.randint(0, args.classes, (args.batch, size, size), generator=generator)
         target[torch.rand(target.shape, generator=generator) < 0.05] = 255
@@ -86,6 +94,16 @@ def voc_like_masks(batch, size, classes, generator):
     return masks.masked_fill(edge[:, 0], 255)
 
 
+def boundary_share(target, window):
+    """Share of valid pixels with a differently labelled pixel (void included) in their window."""
+    labels = target[:, None].float()
+    r = window // 2
+    low = -F.max_pool2d(-F.pad(labels, (r, r, r, r), value=float(1 << 20)), window, 1)
+    high = F.max_pool2d(F.pad(labels, (r, r, r, r), value=-1.0), window, 1)
+    valid = target[:, None] != 255
+    return float((((low != labels) | (high != labels)) & valid).sum() / valid.sum())
+
+
 def loss_fn(name, args):
     if name == "ce":
         return lambda logits, target: F.cross_entropy(logits, target, ignore_index=255)
@@ -104,8 +122,8 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def median_times(names, args, device, size, labels):
-    logits, target = make_inputs(args, device, size, labels)
+def median_times(names, args, device, case):
+    logits, target = make_inputs(args, device, case)
     fns = {name: loss_fn(name, args) for name in names}
     for _ in range(2):
         for fn in fns.values():
@@ -126,9 +144,9 @@ def _status_kb(field):
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
 
 
-def child_peak_rss(name, args, size, labels):
+def child_peak_rss(name, args, case):
     """In a fresh process: resident bytes above the pre-call level at the peak of one call."""
-    logits, target = make_inputs(args, torch.device("cpu"), size, labels)
+    logits, target = make_inputs(args, torch.device("cpu"), case)
     fn = loss_fn(name, args)
     step(fn, logits, target)
     logits.grad = None
@@ -139,18 +157,22 @@ def child_peak_rss(name, args, size, labels):
     return (_status_kb("VmHWM") - before) * 1024
 
 
-def cpu_peaks(names, args, size, labels):
+def cpu_peaks(names, args, case):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    size, labels, layout = case
+    flags = ["--size", str(size), "--labels", labels, "--layout", layout, "--batch", str(args.batch),
+             "--classes", str(args.classes), "--window", str(args.window), "--k", str(args.k)]
+    flags += ["--threads", str(args.threads)] if args.threads else []
     peaks = {}
     for name in names:
-        command = [sys.executable, __file__, "--child-rss", name, "--size", str(size), "--labels", labels] + _shared_flags(args)
+        command = [sys.executable, __file__, "--child-rss", name] + flags
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
         peaks[name] = json.loads(result.stdout)["peak_bytes"]
     return peaks
 
 
-def cuda_peaks(names, args, device, size, labels):
-    logits, target = make_inputs(args, device, size, labels)
+def cuda_peaks(names, args, device, case):
+    logits, target = make_inputs(args, device, case)
     peaks = {}
     for name in names:
         fn = loss_fn(name, args)
@@ -166,37 +188,18 @@ def cuda_peaks(names, args, device, size, labels):
     return peaks
 
 
-def _shared_flags(args):
-    flags = ["--batch", str(args.batch), "--classes", str(args.classes), "--window", str(args.window), "--k", str(args.k)]
-    return flags + (["--threads", str(args.threads)] if args.threads else [])
-
-
-def report(device, args, size, labels, names):
-    times = median_times(names, args, device, size, labels)
-    if device.type == "cpu":
-        peaks = cpu_peaks(names, args, size, labels)
-    else:
-        peaks = cuda_peaks(names, args, device, size, labels)
-    target = make_inputs(args, torch.device("cpu"), size, labels)[1]
-    boundary = boundary_share(target, args.window)
-    print(f"\n{device.type}: logits {args.batch} x {args.classes} x {size} x {size}, {labels} labels "
-          f"({boundary:.1%} of valid pixels at a label boundary), w = {args.window}, k = {args.k}, "
+def report(device, args, case, names):
+    times = median_times(names, args, device, case)
+    peaks = cpu_peaks(names, args, case) if device.type == "cpu" else cuda_peaks(names, args, device, case)
+    size, labels, layout = case
+    boundary = boundary_share(make_inputs(args, torch.device("cpu"), case)[1], args.window)
+    print(f"\n{device.type}: logits {args.batch} x {args.classes} x {size} x {size} {layout}, {labels} labels "
+          f"({boundary:.1%} of valid pixels near a label boundary), w = {args.window}, k = {args.k}, "
           f"forward + backward, threads = {torch.get_num_threads()}, repeats = {args.repeats}")
     print(f"{'loss':<10} {'median ms':>10} {'time / ce':>10} {'peak MiB':>10} {'mem / ce':>10}")
     for name in names:
-        print(f"{name:<10} {times[name] * 1e3:>10.1f} {times[name] / times['ce']:>10.2f} "
+        print(f"{name:<10} {times[name] * 1e3:>10.2f} {times[name] / times['ce']:>10.2f} "
               f"{peaks[name] / 2**20:>10.1f} {peaks[name] / peaks['ce']:>10.2f}")
-
-
-def boundary_share(target, window):
-    """Share of valid pixels with a differently labelled pixel (void included) in their window."""
-    labels = target[:, None].float()
-    r = window // 2
-    low = -F.max_pool2d(-F.pad(labels, (r, r, r, r), value=float(1 << 20)), window, 1)
-    high = F.max_pool2d(F.pad(labels, (r, r, r, r), value=-1.0), window, 1)
-    mixed = (low != labels) | (high != labels)
-    valid = target[:, None] != 255
-    return float((mixed & valid).sum() / valid.sum())
 
 
 def main():
@@ -210,25 +213,28 @@ def main():
     parser.add_argument("--k", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--labels", choices=("voc", "random", "both"), default="both")
+    parser.add_argument("--layout", choices=(*LAYOUTS, "both"), default="both")
     parser.add_argument("--naive-size", type=int, default=0,
                         help="image size for lal-naive (0: same as --size; it needs ~w^2 times the memory)")
-    parser.add_argument("--labels", choices=("voc", "random", "both"), default="both")
     parser.add_argument("--child-rss", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child_rss:
-        print(json.dumps({"peak_bytes": child_peak_rss(args.child_rss, args, args.size, args.labels)}))
+        case = (args.size, args.labels, args.layout)
+        print(json.dumps({"peak_bytes": child_peak_rss(args.child_rss, args, case)}))
         return
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "auto": ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])}
-    naive_size = args.naive_size or args.size
+    layouts = tuple(LAYOUTS) if args.layout == "both" else (args.layout,)
     kinds = ("voc", "random") if args.labels == "both" else (args.labels,)
+    cases = [(args.size, labels, layout) for layout in layouts for labels in kinds]
+    naive_size = args.naive_size or args.size
     for device in map(torch.device, devices[args.device]):
-        for labels in kinds:
-            with_naive = labels == kinds[0] and naive_size == args.size
-            report(device, args, args.size, labels, LOSSES if with_naive else LOSSES[:2])
+        for case in cases:
+            report(device, args, case, LOSSES if case == cases[0] and naive_size == args.size else LOSSES[:2])
         if naive_size != args.size:
-            report(device, args, naive_size, kinds[0], LOSSES)
+            report(device, args, (naive_size,) + cases[0][1:], LOSSES)
 
 
 if __name__ == "__main__":

@@ -79,40 +79,38 @@ class _SameLabelPooling:
         self.shape, self.window = (batch, height, width), window
         self.weights = window_weights(window).to(dtype=dtype, device=device)
         self.valid = (target != ignore_index).reshape(-1)
-        # Sentinels: an ignore centre (-1) matches nothing; ignore neighbours (-2) and positions
-        # outside the image (-3) match no centre. Valid labels are >= 0.
+        # differs[s, p]: slot s of p's window is inside the image and labelled otherwise (void
+        # included). Void centres differ from everything; their rows are dropped below.
         centre = torch.where(target != ignore_index, target, -1).to(torch.int32)
-        neighbour = F.pad(torch.where(centre >= 0, centre, -2), (r, r, r, r), value=-3)
-        same = torch.empty(slots, batch, height, width, dtype=torch.uint8, device=device)
-        for slot in range(slots):
-            dy, dx = divmod(slot, window)
-            torch.eq(neighbour[:, dy : dy + height, dx : dx + width], centre, out=same[slot].view(torch.bool))
-        count = same.sum(0, dtype=torch.uint8)
-        self.inv_count = self.valid / count.reshape(-1).to(dtype).clamp_min_(1)
+        neighbour = F.pad(torch.where(centre >= 0, centre, -2), (r, r, r, r))
         offsets = torch.arange(-r, r + 1, device=device)
         rows_inside = _inside(torch.arange(height, device=device), offsets, height)  # (H, w) bool
         cols_inside = _inside(torch.arange(width, device=device), offsets, width)  # (W, w) bool
-        boundary = self.valid.view(batch, height, width) & (count < rows_inside.sum(1)[:, None] * cols_inside.sum(1))
-        self.differing = self._differing(boundary.reshape(-1), same.view(slots, -1), rows_inside, cols_inside)
+        differs = torch.empty(slots, batch, height, width, dtype=torch.bool, device=device)
+        for slot in range(slots):
+            dy, dx = divmod(slot, window)
+            torch.ne(neighbour[:, dy : dy + height, dx : dx + width], centre, out=differs[slot])
+            differs[slot] &= rows_inside[:, dy, None] & cols_inside[None, :, dx]
+        differing = differs.view(torch.uint8).sum(0, dtype=torch.uint8)  # (B, H, W)
+        count = rows_inside.sum(1)[:, None] * cols_inside.sum(1) - differing  # m_p at valid pixels
+        self.inv_count = self.valid / count.reshape(-1).to(dtype).clamp_min_(1)
+        boundary = self.valid & (differing.reshape(-1) > 0)
+        self.correction = self._correction(boundary, differs.view(slots, -1))
 
-    def _differing(self, boundary: Tensor, same: Tensor, rows_inside: Tensor, cols_inside: Tensor) -> Tensor:
+    def _correction(self, boundary: Tensor, differs: Tensor) -> Tensor:
         """D as CSR (N x N): row p holds w_s at each in-image neighbour p + s with another label."""
-        batch, height, width = self.shape
-        r, device = self.window // 2, boundary.device
-        offsets = torch.arange(-r, r + 1, device=device)
+        width, r, device = self.shape[2], self.window // 2, boundary.device
+        offsets = torch.arange(-r, r + 1, device=device, dtype=torch.int32)
         step = (offsets[:, None] * width + offsets).view(-1)  # pixel-index step of each slot
         weights = self.weights.view(-1)
-        per_row = torch.zeros(boundary.numel(), dtype=torch.int64, device=device)
+        per_row = torch.zeros(boundary.numel(), dtype=torch.int32, device=device)
         columns, values = [torch.zeros(0, dtype=torch.int32, device=device)], [weights[:0]]
         for pixels in boundary.nonzero().squeeze(1).split(_BUILD_ROWS):
-            i, j = (pixels // width) % height, pixels % width
-            inside = (rows_inside[i][:, :, None] & cols_inside[j][:, None, :]).view(len(pixels), len(step))
-            differs = inside & ~same[:, pixels].t().bool()
-            per_row[pixels] = differs.sum(1)
-            entry = differs.view(-1).nonzero().squeeze(1)  # sorted by pixel, then by slot
-            pixel, slot = pixels[entry // len(step)], entry % len(step)
-            columns.append((pixel + step[slot]).to(torch.int32))
-            values.append(weights[slot])
+            rows = differs[:, pixels].t().contiguous()  # (n, slots)
+            per_row[pixels] = rows.sum(1, dtype=torch.int32)
+            # masked_select keeps row-major order: by pixel, then by slot, as CSR wants.
+            columns.append(torch.masked_select(pixels.to(torch.int32)[:, None] + step, rows))
+            values.append(torch.masked_select(weights, rows))
         crow = torch.zeros(boundary.numel() + 1, dtype=torch.int32, device=device)
         torch.cumsum(per_row, 0, out=crow[1:])
         with warnings.catch_warnings():  # "sparse CSR support is in beta" (once per process)
@@ -130,8 +128,8 @@ class _SameLabelPooling:
         kernel = self.weights.expand(channels, 1, self.window, self.window)
         out = F.conv2d(image, kernel, padding=self.window // 2, groups=channels)
         out = out.permute(0, 2, 3, 1).reshape(-1, channels)  # a view when conv2d keeps channels-last
-        if self.differing.values().numel():
-            out.addmm_(self.differing, pixels, alpha=-1)
+        if self.correction.values().numel():
+            out.addmm_(self.correction, pixels, alpha=-1)
         return out
 
 
@@ -162,10 +160,14 @@ class _LocallyAdaptiveLoss(torch.autograd.Function):
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
         with torch.autocast(logits.device.type, enabled=False):
             pooling = _SameLabelPooling(target, window, ignore_index, dtype)
-            normed = torch.empty(batch, height, width, channels, dtype=dtype, device=logits.device)
-            normed.copy_(logits.permute(0, 2, 3, 1))
-            normed = normed.view(-1, channels)
-            normed.sub_(logits.mean(1, dtype=dtype).view(-1, 1))
+            # Pixel-major copy, centred: one pass (a transposing one for channels-first logits).
+            pixel_major = logits.permute(0, 2, 3, 1).to(dtype)
+            if pixel_major.is_contiguous():  # channels-last logits: the channel mean is a gemv
+                mean = pixel_major.reshape(-1, channels) @ logits.new_full((channels,), 1.0 / channels, dtype=dtype)
+            else:
+                mean = logits.mean(1, dtype=dtype).view(-1)
+            normed = torch.empty(batch * height * width, channels, dtype=dtype, device=logits.device)
+            torch.sub(pixel_major, mean.view(batch, height, width, 1), out=normed.view(batch, height, width, channels))
             inv_std = _channel_dot(normed, normed).div_(channels).add_(EPS).rsqrt_()
             normed.mul_(inv_std[:, None])
             pooled = pooling.apply(normed).mul_(pooling.inv_count[:, None])  # ignore rows -> 0
