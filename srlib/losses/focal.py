@@ -30,7 +30,7 @@ def focal_loss(
     """Mean focal loss over valid pixels of ``logits`` (B x C x H x W) against ``target``
     (B x H x W); 0 when every pixel is ``ignore_index``."""
     valid = target != ignore_index
-    log_p = torch.log_softmax(logits, 1).gather(1, torch.where(valid, target, 0)[:, None]).squeeze(1)
+    log_p = torch.log_softmax(logits, 1).gather(1, torch.where(valid, target.long(), 0)[:, None]).squeeze(1)
     weight = alpha if gamma == 0 else alpha * (1 - log_p.exp()).clamp_min(0).pow(gamma)
     return -(weight * log_p * valid).sum() / valid.sum().clamp_min(1)
 

@@ -173,7 +173,7 @@ class _LocallyAdaptiveLoss(torch.autograd.Function):
             pooled = pooling.apply(normed).mul_(pooling.inv_count[:, None])  # ignore rows -> 0
             if channels > _NO_SHIFT_MAX_CHANNELS:
                 pooled.sub_(pooled.amax(1, keepdim=True))
-            label = torch.where(pooling.valid, target.reshape(-1), 0)
+            label = torch.where(pooling.valid, target.reshape(-1).long(), 0)
             losses = -pooled.gather(1, label[:, None]).squeeze(1)
             exp = pooled.exp_()
             sum_exp = exp @ torch.ones(channels, dtype=dtype, device=exp.device)
