@@ -151,6 +151,8 @@ def test_gpu_slots_never_hand_one_gpu_to_two_jobs(tmp_path):
     os.close(fds_first[0])
     waiter.join(5)
     assert got and got[0][0] == ["3"]
+    for fd in fds_second + got[0][1]:
+        os.close(fd)
     with pytest.raises(SystemExit, match="asks for 3 GPU"):
         slot.acquire(3, ["3", "5"], tmp_path)
 
