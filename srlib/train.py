@@ -192,7 +192,7 @@ class Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state["center"] is not None:
-            self.center = CenterLoss(self.num_classes, state["center"]["centers"].shape[1]).to(self.device)
+            self.center = self.new_center_loss(state["center"]["centers"].shape[1])
             self.center.load_state_dict(state["center"])
         rng = state["rng"]
         random.setstate(rng["python"])
@@ -204,6 +204,9 @@ class Run:
         return True
 
     # -- training ------------------------------------------------------------------------------------
+    def new_center_loss(self, feat_dim: int) -> CenterLoss:
+        return CenterLoss(self.num_classes, feat_dim, alpha=self.cfg["loss"]["center"]["alpha"]).to(self.device)
+
     def loss_terms(self, out: dict, target: torch.Tensor) -> dict:
         loss, optim = self.cfg["loss"], self.cfg["optim"]
         sr_on = self.iteration >= optim["sr_warmup_iters"]
@@ -216,8 +219,7 @@ class Run:
         )
         if loss["pixel"].endswith("+center"):
             if self.center is None:
-                self.center = CenterLoss(self.num_classes, out["head_feats"].shape[1], alpha=loss["center"]["alpha"])
-                self.center.to(self.device)
+                self.center = self.new_center_loss(out["head_feats"].shape[1])
             terms["center"] = self.center(out["head_feats"].float(), target)
             terms["total"] = terms["total"] + loss["center"]["weight"] * terms["center"]
         return terms
