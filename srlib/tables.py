@@ -244,10 +244,16 @@ def _describe(runs, key: str) -> str:
     return ", ".join(f"{v} ({values.count(v)} run{'s' if values.count(v) > 1 else ''})" for v in distinct)
 
 
+def _commit(result: dict) -> str:
+    """'1208249416ab' or '1208249416ab (dirty tree)' from a metrics.json."""
+    commit = str(result.get("git_commit"))[:12]
+    return commit + (" (dirty tree)" if str(result.get("tags", {}).get("git_dirty")).lower() == "true" else "")
+
+
 def run_caption(runs) -> str:
     """Variant, model, schedule, seeds, commit and device of a set of runs (their configs and results)."""
     runs = runs[runs["config"].notna()]
-    commits = sorted({str(r.get("git_commit")) for r in runs["result"] if r is not None}) or ["none finished"]
+    commits = sorted({_commit(r) for r in runs["result"] if r is not None}) or ["none finished"]
     devices = sorted({f"{r.get('device')}, {r.get('threads')} thread(s)" for r in runs["result"] if r is not None})
     parts = [
         f"SR variant {_describe(runs, 'loss.variant')} (tau {_describe(runs, 'loss.tau')})",
@@ -454,7 +460,8 @@ def write_markdown(path: Path, title: str, intro: str, sections: list[dict]) -> 
     lines = [f"# {title}", "", intro, ""]
     for section in sections:
         lines += [f"## {section['title']}", "", section["caption"], "",
-                  tabulate(section["frame"], headers="keys", tablefmt="github", showindex=False), ""]
+                  tabulate(section["frame"], headers="keys", tablefmt="github", showindex=False,
+                           disable_numparse=True), ""]
     if not sections:
         lines += ["No finished runs.", ""]
     path.write_text("\n".join(lines))
@@ -472,7 +479,8 @@ def write_html(path: Path, title: str, documents: list[tuple[str, list[dict]]]) 
         body.append(f"<h2>{escape(heading)}</h2>")
         for section in sections:
             body += [f"<h3>{escape(section['title'])}</h3>", f"<p>{escape(section['caption'])}</p>",
-                     tabulate(section["frame"], headers="keys", tablefmt="html", showindex=False)]
+                     tabulate(section["frame"], headers="keys", tablefmt="html", showindex=False,
+                              disable_numparse=True)]
     style = "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;font:13px sans-serif}"
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
                     f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
