@@ -30,6 +30,8 @@ class BenchmarkError(ValueError):
 validate(config, "../schemas/config.schema.yaml")
 
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter when available (fast)
+# Shell commands use these two directly, not via params: a params change would make Snakemake rerun every
+# finished run when the virtual environment or the checkout moves.
 PYTHON = sys.executable  # the interpreter running Snakemake, which has srlib installed
 GPU_SLOT = str(Path(workflow.basedir) / "workflow" / "scripts" / "gpu_slot.py")
 BENCH = config["name"]
@@ -85,7 +87,8 @@ def check_fragment(fragment: dict, where: str) -> None:
         path = ".".join(str(p) for p in error.absolute_path)
         if error.validator == "additionalProperties":
             unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            names = ", ".join(f"'{where}.{path + '.' if path else ''}{name}'" for name in unknown)
+            prefix = f"{where}.{path}." if path else f"{where}."
+            names = ", ".join(f"'{prefix}{name}'" for name in unknown)
             raise BenchmarkError(f"unknown run-config key {names} (see srlib/config.py DEFAULTS)")
         raise BenchmarkError(f"'{where}.{path}': {error.message}")
 

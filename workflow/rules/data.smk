@@ -21,7 +21,7 @@ rule generate_data:
     output:
         directory(GENERATED_PATTERN),
     log:
-        GENERATED_PATTERN + ".log",
+        f"{GENERATED_PATTERN}.log",
     threads: 4
     localrule: True
     shell:
