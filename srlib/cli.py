@@ -86,7 +86,7 @@ def cmd_import_runs(args) -> int:
 def cmd_tables(args) -> int:
     from srlib.tables import build_tables
 
-    for path in build_tables(args.runs, args.out, args.benchmark):
+    for path in build_tables(args.runs, args.out, args.benchmark, cost_files=args.cost):
         print(path)
     return 0
 
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("runs", nargs="+", help="run directories")
     tables.add_argument("--out", required=True, help="output directory")
     tables.add_argument("--benchmark", help="benchmark YAML (for captions)")
+    tables.add_argument("--cost", nargs="+", help="cost JSON files from `srlib cost` (default: each run's own)")
     tables.set_defaults(func=cmd_tables)
     return parser
 

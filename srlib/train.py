@@ -376,6 +376,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
             "threads": cfg["threads"],
             "device": str(run.device),
             "classes": list(run.info["classes"]),
+            "palette": [list(color) for color in run.info["palette"]],
             "metrics": metrics,
             "cost": cost,
             "train": train_summary,
@@ -390,6 +391,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
     write_json_atomic(metrics_path, result)
     tracker.log_artifact(metrics_path)
     tracker.finish("FINISHED")
+    run.ckpt_path.unlink(missing_ok=True)  # finished: metrics.json is the record; the checkpoint only served resume
     return result
 
 
