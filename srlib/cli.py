@@ -3,13 +3,15 @@
 import argparse
 import logging
 import sys
-import traceback
 from pathlib import Path
 
 from srlib.config import ConfigError, config_hash, resolve_config
 
 EXIT_BAD_INPUT = 2
-# Bad input stops a run with exit 2 and writes nothing; other failures during training are outcomes.
+# Bad input exits 2 with a message naming it (found before training starts, it leaves no run directory).
+# A non-finite loss is the one training failure that `srlib run --outcome` records as a FAILED result;
+# anything else (out of memory, a killed worker, a full disk) exits non-zero so the job is retried and
+# resumes from its checkpoint.
 BAD_INPUT = (ConfigError, FileNotFoundError, ValueError)
 
 
@@ -21,18 +23,16 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_run(args) -> int:
     from srlib.io import write_json_atomic
-    from srlib.train import execute
+    from srlib.train import NonFiniteLoss, execute
 
     cfg = resolve_config(args.config, args.overrides)
     try:
         result = execute(cfg, args.out)
-    except BAD_INPUT:
-        raise
-    except Exception as error:  # a failed training (non-finite loss, crash) is a recorded outcome
+    except NonFiniteLoss as error:  # the method diverged: a result of this cell, recorded when asked to
         if args.outcome is None:
             raise
-        traceback.print_exc()
         result = {"status": "FAILED", "config_hash": config_hash(cfg), "error": f"{type(error).__name__}: {error}"}
+        print(f"srlib run: {result['error']}", file=sys.stderr)
     if args.outcome is not None:
         write_json_atomic(args.outcome, {key: result.get(key) for key in ("status", "config_hash", "error")})
     if result["status"] == "FINISHED":
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate one config; resumes, no-op once finished")
     _add_config_args(run)
     run.add_argument("--out", required=True, help="run directory")
-    run.add_argument("--outcome", help="always write FINISHED/FAILED here; a failed training then exits 0")
+    run.add_argument("--outcome", help="write FINISHED, or FAILED on a non-finite loss (then exit 0), here")
     run.set_defaults(func=cmd_run)
 
     cost = sub.add_parser("cost", help="parameters, FLOPs, step time and peak memory of one config")

@@ -75,7 +75,10 @@ DEFAULTS = {
 }
 
 # Keys that say where or how verbosely a run happens, not what it computes: left out of the identity hash.
-NON_IDENTITY_KEYS = (("data", "root"), ("run", "ckpt_every"), ("run", "log_every"), ("tracking",))
+NON_IDENTITY_KEYS = (
+    ("data", "root"), ("data", "workers"),  # the data stream is seeded per sample, whatever the workers
+    ("run", "ckpt_every"), ("run", "log_every"), ("run", "cost_steps"), ("run", "pictures"), ("tracking",),
+)
 
 
 class _Loader(yaml.SafeLoader):
@@ -190,6 +193,20 @@ def resolve_config(source: str | Path | dict | None = None, overrides: list[str]
     for error in validator.iter_errors(cfg):
         raise _schema_error(error, where if not overrides else f"{where} with --set {' '.join(overrides)}")
     _check_names(cfg, where)
+    return resolve_auto(cfg)
+
+
+def resolve_auto(cfg: dict) -> dict:
+    """Replace ``auto`` by what it means on this machine (device; AMP and channels-last on CUDA only),
+    so the resolved config, and so the run identity, says what actually ran."""
+    import torch
+
+    cfg = copy.deepcopy(cfg)
+    if cfg["device"] == "auto":
+        cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    for key in ("amp", "channels_last"):
+        if cfg["optim"][key] == "auto":
+            cfg["optim"][key] = cfg["device"] == "cuda"
     return cfg
 
 

@@ -261,12 +261,13 @@ def open_run(
             experiment_id = ensure_experiment(uri, experiment)
             client = MlflowClient(tracking_uri=uri)
             if run_id is not None and _run_exists(client, run_id):
+                # Params were logged when the run was created; MLflow refuses to change them.
                 client.update_run(run_id, status="RUNNING")
                 client.set_tag(run_id, "resumed", "true")
             else:
                 tag_values = {key: str(value) for key, value in tags.items()}
                 run_id = client.create_run(experiment_id, run_name=run_name, tags=tag_values).info.run_id
-            client.log_batch(run_id, params=[Param(key, value) for key, value in flat.items()])
+                client.log_batch(run_id, params=[Param(key, value) for key, value in flat.items()])
     except Exception as error:  # noqa: BLE001 -- training must go on without the store
         _warn_unreachable(uri, f"opening run {run_name!r} in experiment {experiment!r}", error)
         return Tracker(None, None, uri)

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -53,8 +54,6 @@ class NonFiniteLoss(RuntimeError):
 def select_device(cfg: dict) -> torch.device:
     if cfg["device"] == "cuda" and not torch.cuda.is_available():
         raise ConfigError("config key 'device' is 'cuda' but no CUDA device is available")
-    if cfg["device"] == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg["device"])
 
 
@@ -101,10 +100,6 @@ def build_optimizer(cfg: dict, model) -> tuple[torch.optim.Optimizer, torch.opti
     return optimizer, scheduler
 
 
-def _use(flag, device: torch.device) -> bool:
-    return device.type == "cuda" if flag == "auto" else bool(flag)
-
-
 class Run:
     """Everything one run holds while it trains; ``execute`` drives it."""
 
@@ -130,10 +125,10 @@ class Run:
         self.eval_set = build_dataset(data["name"], data["root"], data["eval_split"], transform=eval_transform())
         seed_everything(cfg["seed"])
         self.model = build_model(cfg, self.num_classes).to(self.device)
-        self.channels_last = _use(cfg["optim"]["channels_last"], self.device)
+        self.channels_last = cfg["optim"]["channels_last"]
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.amp = _use(cfg["optim"]["amp"], self.device)
+        self.amp = cfg["optim"]["amp"]
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
         loss = cfg["loss"]
         pixel_name = loss["pixel"].removesuffix("+center")
@@ -141,7 +136,7 @@ class Run:
         self.pixel_loss = None if pixel_name == "ce" else build_pixel_loss(pixel_name, **loss.get(pixel_name, {}))
         self.center = None  # CenterLoss, created at the first step once the decoder width is known
         self.iteration = 0
-        self.step_times: list[float] = []
+        self.step_times: list[tuple[int, float]] = []  # (iteration, seconds) of the steps this process ran
 
     def _check_run_dir(self) -> None:
         metrics = self.out_dir / "metrics.json"
@@ -215,7 +210,7 @@ class Run:
             mea=loss["mea"], srf=loss["srf"] and sr_on, srl=loss["srl"] and sr_on,
             variant=loss["variant"], num_classes=self.num_classes,
             w_seg=loss["w_seg"], w_cls=loss["w_cls"], w_srf=loss["w_srf"], w_srl=loss["w_srl"],
-            tau=loss["tau"], pixel_loss=self.pixel_loss,
+            tau=loss["tau"], pixel_loss=self.pixel_loss, has_background=self.info["classes"][0] == "background",
         )
         if loss["pixel"].endswith("+center"):
             if self.center is None:
@@ -252,7 +247,7 @@ class Run:
         terms = self.train_step(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        self.step_times.append(time.perf_counter() - tick)
+        self.step_times.append((self.iteration, time.perf_counter() - tick))
         self.iteration += 1
         return terms
 
@@ -284,8 +279,8 @@ class Run:
                 terms = {name: value.item() for name, value in terms.items()}
                 tracker.log_metrics({**{f"loss/{k}": v for k, v in terms.items()}, "lr": lr}, step=self.iteration)
                 progress(self.iteration, terms)
-            if self.iteration % self.cfg["run"]["ckpt_every"] == 0 and self.iteration < iters:
-                self.save_checkpoint()
+            if self.iteration % self.cfg["run"]["ckpt_every"] == 0 or self.iteration == iters:
+                self.save_checkpoint()  # also at the end, so a failed evaluation never costs training
         progress.close()
         final = terms.get("total")
         return {"iters": iters, "wall_time_s": time.perf_counter() - start,
@@ -297,7 +292,9 @@ class Run:
         shape = (1, 3, crop, crop)
         inference = self.model.inference_model()
         test_flops, train_flops = count_flops(inference, shape), count_flops(self.model, shape)
-        times = self.step_times[TIMING_WARMUP_STEPS:] or self.step_times
+        # Steps with every configured term on (after the SR warm-up), less this process's first few.
+        sr_on = [t for i, t in self.step_times if i >= self.cfg["optim"]["sr_warmup_iters"]]
+        times = sr_on[TIMING_WARMUP_STEPS:] or sr_on
         return {
             "params_test": count_parameters(inference),
             "params_train": count_parameters(self.model),
@@ -357,6 +354,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
     started = time.perf_counter()
     try:
         train_summary = run.train(tracker)
+        cost = run.cost()  # before evaluation, so peak memory is the training's
         eval_started = time.perf_counter()
         metrics, pictures = evaluate(
             run.model.inference_model(), run.eval_set, run.info["classes"], device=run.device,
@@ -365,7 +363,6 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
         )
         train_summary["eval_time_s"] = time.perf_counter() - eval_started
         artifacts = write_artifacts(out_dir, metrics, pictures, run.info)
-        cost = run.cost()
         result = {
             "status": "FINISHED",
             "config_hash": run.hash,
@@ -391,7 +388,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
     write_json_atomic(metrics_path, result)
     tracker.log_artifact(metrics_path)
     tracker.finish("FINISHED")
-    run.ckpt_path.unlink(missing_ok=True)  # finished: metrics.json is the record; the checkpoint only served resume
+    shutil.rmtree(run.ckpt_path.parent, ignore_errors=True)  # finished: metrics.json is the record
     return result
 
 
@@ -400,6 +397,7 @@ def measure_cost(cfg: dict) -> dict:
     and peak memory over ``run.cost_steps`` real training steps (after warm-up steps)."""
     run = Run(cfg, out_dir=None)
     run.model.train()
+    run.iteration = cfg["optim"]["sr_warmup_iters"]  # time the steps with SR switched on
     steps = TIMING_WARMUP_STEPS + cfg["run"]["cost_steps"]
     for _, batch in zip(range(steps), run.loader()):
         run.timed_step(batch)

@@ -70,3 +70,10 @@ def test_exponent_notation_without_a_dot_is_a_number(tmp_path):
     path.write_text("optim:\n  lr: 1e-3\n  weight_decay: 5E-4\n")
     cfg = resolve_config(path, ["loss.tau=2e0"])
     assert (cfg["optim"]["lr"], cfg["optim"]["weight_decay"], cfg["loss"]["tau"]) == (0.001, 0.0005, 2.0)
+
+
+def test_auto_settings_are_resolved_so_the_hash_says_what_ran():
+    cfg = resolve_config({})
+    assert cfg["device"] in ("cpu", "cuda")
+    assert cfg["optim"]["amp"] is (cfg["device"] == "cuda")
+    assert cfg["optim"]["channels_last"] is (cfg["device"] == "cuda")

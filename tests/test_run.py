@@ -55,6 +55,7 @@ def test_run_writes_metrics_and_is_a_no_op_when_rerun(config, tmp_path):
     assert result["cost"]["macs_train"] > result["cost"]["macs_test"]
     for name in ("config.yaml", "per_class_iou.csv", "pictures.png", "predictions.npz"):
         assert (out / name).exists(), name
+    assert not (out / "checkpoint").exists()  # only served resume
     stamp = (out / "metrics.json").stat().st_mtime_ns
     assert main(["run", str(config), "--out", str(out)]) == 0
     assert (out / "metrics.json").stat().st_mtime_ns == stamp
@@ -120,3 +121,18 @@ def test_checkpoint_of_another_config_is_refused(config, tmp_path):
     assert done.returncode == 2
     assert "0123456789ab" in done.stderr and "last.pt" in done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
+
+
+def test_a_crash_is_not_recorded_as_a_method_failure(config, tmp_path, monkeypatch):
+    # Out of memory, a killed worker or a full disk must fail the job (so it is retried and resumes),
+    # not become a permanent FAILED cell of the ablation.
+    import srlib.train
+
+    def crash(self, tracker):
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(srlib.train.Run, "train", crash)
+    outcome = tmp_path / "outcome.json"
+    with pytest.raises(RuntimeError, match="worker killed"):
+        main(["run", str(config), "--out", str(tmp_path / "run"), "--outcome", str(outcome)])
+    assert not outcome.exists()

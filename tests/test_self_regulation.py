@@ -90,6 +90,17 @@ def test_presence_labels_count_void_as_background_only_in_official():
     assert paper.tolist() == [[0, 1, 0], [1, 0, 1]]
 
 
+def test_official_skips_void_in_presence_when_class_0_is_not_background():
+    # Cityscapes / Context-59: class 0 is a real class (road, aeroplane), so void must not make it present.
+    target = label(1, 1, 255)
+    out = {"seg": [pixels((0, 0), (0, 0), (0, 0))] * 2, "cls": [torch.tensor([[0.0, 0.0]])] * 2, "feats": []}
+    with_background = loss(out, target, "official", mea=True)["cls"]
+    without = self_regulation_loss(out, target, mea=True, srf=False, srl=False, variant="official",
+                                   num_classes=2, has_background=False)["cls"]
+    paper = loss(out, target, "paper", mea=True)["cls"]
+    assert close(without, paper) and not close(without, with_background)
+
+
 def test_custom_pixel_loss_gets_every_exit_at_label_size():
     seen = []
 

@@ -183,12 +183,15 @@ def self_regulation_loss(
     tau: float = 1.0,
     ignore_index: int = IGNORE_INDEX,
     pixel_loss: PixelLoss | None = None,
+    has_background: bool = True,
 ) -> dict[str, Tensor]:
     """Loss terms of one (mea, srf, srl) cell; see the module docstring for every definition.
 
     out: Segmentor.forward's dict ("seg": N tensors B x C x h_k x w_k, exit 1 first, head last;
     "cls": N tensors B x C; "feats": N tensors B x D x h_k x w_k). target: LongTensor B x H x W.
     pixel_loss(logits B x C x H x W, target) -> scalar; default CE ignoring ``ignore_index``.
+    has_background: class 0 is a background class. ``official`` counts void pixels as background in the
+    presence labels only then; on datasets without one (Cityscapes: class 0 = road) void is skipped.
     Returns the unweighted active terms among "seg", "cls", "srf", "srl" (scalars) and "total".
     """
     check_loss_args(
@@ -216,7 +219,8 @@ def self_regulation_loss(
     terms = {}
     if mea:
         presence = presence_labels(
-            target, num_classes, void_as_background=variant == "official", ignore_index=ignore_index
+            target, num_classes, void_as_background=variant == "official" and has_background,
+            ignore_index=ignore_index,
         )
         terms["seg"] = sum(gt_loss(i) for i in range(len(logits)))
         terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)

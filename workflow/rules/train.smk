@@ -2,7 +2,9 @@
 # config fragment), then `srlib run` trains, evaluates and writes metrics.json + outcome.json.
 # outcome.json is the only declared output: a training failure (non-finite loss, crash) is recorded
 # there as FAILED and shows in the tables; checkpoints live in RUN_DIR/checkpoint/ and are not
-# declared, so a killed job resumes where it stopped.
+# declared, so a killed job resumes where it stopped. A job that runs deletes the run's metrics.json
+# first: Snakemake only reruns a finished run when asked to (-R, -F, changed params), and then the run
+# must be recomputed, not read back from the old metrics.json.
 
 
 rule train:
@@ -22,6 +24,7 @@ rule train:
         mem_mb=RESOURCES["train"]["mem_mb"],
         runtime=RESOURCES["train"]["runtime"],
     shell:
+        "rm -f {params.run_dir:q}/metrics.json && "
         "printf '%s' {params.config:q} > {params.run_dir:q}/run.yaml && "
         "echo \"== $(date -Is) $(hostname)\" >> {log:q} && "
         "{PYTHON:q} {GPU_SLOT:q} {resources.gpu} -- "
