@@ -93,7 +93,7 @@ def test_presence_labels_count_void_as_background_only_in_official():
 def test_official_skips_void_in_presence_when_class_0_is_not_background():
     # Cityscapes / Context-59: class 0 is a real class (road, aeroplane), so void must not make it present.
     target = label(1, 1, 255)
-    out = {"seg": [pixels((0, 0), (0, 0), (0, 0))] * 2, "cls": [torch.tensor([[0.0, 0.0]])] * 2, "feats": []}
+    out = {"seg": [pixels((0, 0), (0, 0), (0, 0))] * 2, "cls": [torch.tensor([[LN3, LN3]])] * 2, "feats": []}
     with_background = loss(out, target, "official", mea=True)["cls"]
     without = self_regulation_loss(out, target, mea=True, srf=False, srl=False, variant="official",
                                    num_classes=2, has_background=False)["cls"]
