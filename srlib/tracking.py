@@ -25,6 +25,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
+from srlib.config import flatten
+
 log = logging.getLogger(__name__)
 
 DB_NAME = "mlflow.db"
@@ -134,18 +136,10 @@ def ensure_experiment(uri: str, name: str) -> str:
     return experiment.experiment_id
 
 
-def flatten_params(config: dict, prefix: str = "") -> dict[str, str]:
+def flatten_params(config: dict) -> dict[str, str]:
     """Nested config -> {"a.b.c": "value"}; lists as JSON, other leaves as str."""
-    flat = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = json.dumps(value)
-        else:
-            flat[name] = str(value)
-    return flat
+    return {key: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+            for key, value in flatten(config).items()}
 
 
 def _metric_batch(metrics: dict, step: int) -> list[Metric]:
