@@ -136,3 +136,11 @@ def test_a_crash_is_not_recorded_as_a_method_failure(config, tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="worker killed"):
         main(["run", str(config), "--out", str(tmp_path / "run"), "--outcome", str(outcome)])
     assert not outcome.exists()
+
+
+def test_unreachable_tracking_store_still_writes_metrics(config, tmp_path):
+    out = tmp_path / "offline"
+    done = srlib("run", str(config), "--out", str(out), "--set", "tracking.uri=http://127.0.0.1:9")
+    assert done.returncode == 0, done.stderr
+    assert "127.0.0.1:9" in done.stderr  # warned loudly, naming the store
+    assert json.loads((out / "metrics.json").read_text())["status"] == "FINISHED"
