@@ -384,7 +384,9 @@ def collect_costs(cost_files) -> list[dict]:
         missing = {"dataset", "preset", "exit", "sr"} - set(axes)
         if missing:
             raise ValueError(f"{path}: path has no {sorted(missing)} key~value segments")
-        records.append({**axes, "sr": canonical_sr(axes["sr"]), **_read_json(path), "source": str(path)})
+        cost = _read_json(path)
+        pixel = _get(cost.get("config") or {}, "loss.pixel") or "ce"  # the pixel loss the cost job trained with
+        records.append({**axes, "sr": canonical_sr(axes["sr"]), "pixel": pixel, **cost, "source": str(path)})
     return records
 
 
@@ -417,11 +419,12 @@ COST_COLUMNS = (  # (header, getter, unit)
 
 
 def cost_sections(records: list[dict], from_runs: bool) -> list[dict]:
-    """One table per dataset x preset: rows = exit type x SR combination, each value with its ratio to baseline."""
+    """One table per dataset x preset x pixel loss: rows = exit type x SR combination, each value with its
+    ratio to that pixel loss's baseline."""
     import pandas as pd
 
     sections = []
-    for key, group in _groups(pd.DataFrame(records), ["dataset", "preset"]):
+    for key, group in _groups(pd.DataFrame(records), ["dataset", "preset", "pixel"]):
         rows = group.to_dict("records")
         rows.sort(key=lambda r: (r["sr"] != "baseline", str(r["exit"]), _sr_rank(r["sr"])))
         base = next((r for r in rows if r["sr"] == "baseline"), None)
@@ -448,7 +451,7 @@ def cost_sections(records: list[dict], from_runs: bool) -> list[dict]:
             + ("Measured inside the training runs (first seed), concurrently with other jobs."
                if from_runs else "Measured by the cost rule (`srlib cost`), one job per row.")
         )
-        sections.append({"title": f"{key['dataset']} · {key['preset']}", "caption": caption,
+        sections.append({"title": f"{key['dataset']} · {key['preset']} · pixel loss {key['pixel']}", "caption": caption,
                          "frame": pd.DataFrame(table)})
     return sections
 

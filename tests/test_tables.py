@@ -143,3 +143,16 @@ def test_picture_grid_falls_back_to_a_note_without_predictions(bench, tmp_path):
         path.unlink()
     assert tables._prediction_pair(frame, tables.FULL_SR) is None
     assert tables.plot_pictures(frame, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_cost_tables_are_split_by_pixel_loss_with_their_own_baselines():
+    def record(pixel, sr, step):
+        return {"dataset": "gen", "preset": "tiny", "pixel": pixel, "sr": sr, "exit": "none" if sr == "baseline" else "light",
+                "params_test": 1000, "params_train": 1000, "step_time_s": step}
+
+    records = [record("ce", "baseline", 0.1), record("ce", "mea+srf+srl", 0.2),
+               record("lal", "baseline", 0.4), record("lal", "mea+srf+srl", 0.5)]
+    sections = tables.cost_sections(records, from_runs=True)
+    assert [s["title"] for s in sections] == ["gen · tiny · pixel loss ce", "gen · tiny · pixel loss lal"]
+    assert list(sections[0]["frame"]["step time"]) == ["0.1 s (×1.000)", "0.2 s (×2.000)"]
+    assert list(sections[1]["frame"]["step time"]) == ["0.4 s (×1.000)", "0.5 s (×1.250)"]
