@@ -38,7 +38,7 @@ from srlib.evaluate import evaluate, write_artifacts
 from srlib.io import read_json, write_json_atomic
 from srlib.losses import build_pixel_loss
 from srlib.losses.center import CenterLoss
-from srlib.losses.self_regulation import IGNORE_INDEX, check_labels, self_regulation_loss
+from srlib.losses.self_regulation import check_labels, self_regulation_loss
 from srlib.models import PRESETS, build_segmentor
 from srlib.tracking import Tracker, default_tracking_uri, open_run, run_tags
 
@@ -109,6 +109,7 @@ class Run:
         self.hash = config_hash(cfg)
         torch.set_num_threads(cfg["threads"])
         self.device = select_device(cfg)
+        self.resume_state = None  # the checkpoint's content, read once by _check_run_dir
         if out_dir is not None:
             self.out_dir = Path(out_dir)
             self.ckpt_path = self.out_dir / "checkpoint" / "last.pt"
@@ -157,6 +158,7 @@ class Run:
                     f"checkpoint {self.ckpt_path} was written by config hash {saved.get('config_hash')}, "
                     f"this config hashes to {self.hash}; delete the checkpoint or use another --out directory"
                 )
+            self.resume_state = saved
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -180,9 +182,10 @@ class Run:
         os.replace(tmp, self.ckpt_path)
 
     def load_checkpoint(self) -> bool:
-        if not self.ckpt_path.exists():
+        """Restore the checkpoint found when the run was built; False when there was none."""
+        state, self.resume_state = self.resume_state, None
+        if state is None:
             return False
-        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -222,8 +225,7 @@ class Run:
     def train_step(self, batch: dict) -> dict:
         """One optimisation step; returns the detached loss terms. Raises NonFiniteLoss before updating."""
         mask = batch["mask"]
-        if bool(((mask >= self.num_classes) & (mask != IGNORE_INDEX)).any()):  # on the CPU batch: no device sync
-            check_labels(mask, self.num_classes)  # raises, naming the values
+        check_labels(mask, self.num_classes)  # on the CPU batch: no device sync
         images = batch["image"].to(self.device, non_blocking=True)
         target = mask.to(self.device, non_blocking=True)
         if self.channels_last:
@@ -339,11 +341,12 @@ class _progress:
 def execute(cfg: dict, out_dir: str | Path) -> dict:
     """Train (or resume), evaluate and write ``metrics.json``; return its content. No-op if already finished."""
     out_dir = Path(out_dir)
-    run = Run(cfg, out_dir)  # validates everything before anything is written
     metrics_path = out_dir / "metrics.json"
-    if metrics_path.exists():
-        log.info("%s already finished (config %s): nothing to do", out_dir, run.hash)
-        return read_json(metrics_path)
+    done = read_json(metrics_path) if metrics_path.exists() else {}
+    if done.get("config_hash") == config_hash(cfg):
+        log.info("%s already finished (config %s): nothing to do", out_dir, done["config_hash"])
+        return done
+    run = Run(cfg, out_dir)  # validates everything (a finished run of another config too) before writing
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     resumed = run.load_checkpoint()

@@ -84,8 +84,14 @@ def check_loss_args(
 
 
 def check_labels(target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
-    """Raise ValueError listing every label value outside ``0..num_classes-1`` that is not ignore."""
-    values = torch.as_tensor(target).unique()
+    """Raise ValueError listing every label value outside ``0..num_classes-1`` that is not ignore.
+
+    Cheap when the labels are valid (one comparison pass); only a bad tensor is scanned for its values.
+    """
+    target = torch.as_tensor(target)
+    if not bool((((target < 0) | (target >= num_classes)) & (target != ignore_index)).any()):
+        return
+    values = target.unique()
     bad = values[((values < 0) | (values >= num_classes)) & (values != ignore_index)]
     if bad.numel():
         shown = ", ".join(str(v) for v in bad[:10].tolist()) + (", ..." if bad.numel() > 10 else "")
