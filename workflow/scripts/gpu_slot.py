@@ -88,7 +88,10 @@ def main(argv: list[str]) -> None:
         for fd in fds:
             os.set_inheritable(fd, True)  # the command inherits the locks; they go when it exits
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        print(f"gpu_slot: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
+    if count:
+        where = f"SLURM job {env['SLURM_JOB_ID']}: " if "SLURM_JOB_ID" in env else ""
+        visible = env.get("CUDA_VISIBLE_DEVICES", "")
+        print(f"gpu_slot: {where}CUDA_VISIBLE_DEVICES={visible}", file=sys.stderr, flush=True)
     os.execvpe(command[0], command, env)
 
 
