@@ -40,6 +40,7 @@ DEFAULTS = {
         "output_stride": None,
         "exit": "light",
         "pretrained": None,
+        "min_exit_stride": 2,
         "backbone_kwargs": {},
     },
     "loss": {
@@ -113,11 +114,12 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return key.strip().split("."), load_yaml(value)
 
 
-def _merge(base: dict, update: dict) -> dict:
+def merge(base: dict, update: dict) -> dict:
+    """Deep merge: nested dicts merge, every other value in ``update`` replaces (copies, inputs untouched)."""
     merged = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -134,14 +136,23 @@ def _set(cfg: dict, path: list[str], value, where: str) -> None:
     node[path[-1]] = value
 
 
-def _schema_error(error: jsonschema.ValidationError, where: str) -> ConfigError:
-    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        parent = f"{key}." if error.absolute_path else ""
-        names = ", ".join(repr(parent + name) for name in extra)
-        return ConfigError(f"{where}: unknown config key {names}")
-    return ConfigError(f"{where}: config key {key!r}: {error.message}")
+_VALIDATOR = jsonschema.Draft202012Validator(load_schema())
+
+
+def check_schema(cfg: dict, where: str, prefix: str = "") -> None:
+    """Raise ConfigError for the first unknown key, wrong type or out-of-range value of a full run config.
+
+    The message starts with ``where`` (the source) and names the key, written with ``prefix`` in front
+    (a benchmark file names 'base.optim.lr', not 'optim.lr').
+    """
+    for error in _VALIDATOR.iter_errors(cfg):
+        key = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            parent = f"{prefix}{key}." if key else prefix
+            names = ", ".join(repr(parent + name) for name in extra)
+            raise ConfigError(f"{where}: unknown config key {names}")
+        raise ConfigError(f"{where}: config key {prefix + key if key else prefix or '<top level>'!r}: {error.message}")
 
 
 def _check_names(cfg: dict, where: str) -> None:
@@ -185,13 +196,11 @@ def resolve_config(source: str | Path | dict | None = None, overrides: list[str]
             raise ConfigError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
     else:
         loaded = source or {}
-    cfg = _merge(DEFAULTS, loaded)
+    cfg = merge(DEFAULTS, loaded)
     for text in overrides:
         path, value = parse_override(text)
         _set(cfg, path, value, f"--set {text}")
-    validator = jsonschema.Draft202012Validator(load_schema())
-    for error in validator.iter_errors(cfg):
-        raise _schema_error(error, where if not overrides else f"{where} with --set {' '.join(overrides)}")
+    check_schema(cfg, where if not overrides else f"{where} with --set {' '.join(overrides)}")
     _check_names(cfg, where)
     return resolve_auto(cfg)
 

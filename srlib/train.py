@@ -79,7 +79,8 @@ def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
         exit_type=model_cfg["exit"] if uses_exits else None,
         classify=loss["mea"] or loss["srl"],
         feature_proj_dim=loss["feature_dim"] if loss["srf"] and loss["variant"] == "paper-features" else None,
-        pretrained_path=model_cfg["pretrained"],
+        pretrained=model_cfg["pretrained"],
+        min_exit_stride=model_cfg["min_exit_stride"],
     )
 
 

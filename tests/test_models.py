@@ -13,12 +13,12 @@ SIZE = 64
 SWIN = "swin_tiny_patch4_window7_224"
 TINY_SWIN = {"img_size": SIZE, "embed_dim": 24, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)}
 
-# (backbone, head, exit type, output stride, timm kwargs, reductions of the used stages)
+# (backbone, head, exit type, output stride, timm kwargs, reductions of the exits and the head)
 FAMILIES = [
-    ("test_resnet", "deeplabv2", "official", 8, {}, [4, 8, 8, 8]),
-    ("test_resnet", "deeplabv3", "light", 16, {}, [4, 8, 16, 16]),
-    ("mobilenetv2_100", "fcn", "light", 16, {}, [4, 8, 16, 16]),
-    ("test_efficientnet", "deeplabv3", "official", 8, {}, [4, 8, 8, 8]),
+    ("test_resnet", "deeplabv2", "official", 8, {}, [2, 4, 8, 8, 8]),
+    ("test_resnet", "deeplabv3", "light", 16, {}, [2, 4, 8, 16, 16]),
+    ("mobilenetv2_100", "fcn", "light", 16, {}, [2, 4, 8, 16, 16]),
+    ("test_efficientnet", "deeplabv3", "official", 8, {}, [2, 4, 8, 8, 8]),
     ("test_convnext", "fcn", "official", 16, {}, [4, 8, 16, 16]),
     (SWIN, "deeplabv3", "light", 32, TINY_SWIN, [4, 8, 16, 32]),  # NHWC features, cannot dilate
 ]
@@ -152,7 +152,30 @@ def test_presets():
 
 def test_preset_overrides():
     model = build_preset("fcn_mobilenetv2_100", NUM_CLASSES, exit_type="light", output_stride=16)
-    assert model.backbone.output_stride == 16 and len(model.exits) == 3
+    assert model.backbone.output_stride == 16 and len(model.exits) == 4
+
+
+def _exit_taps(model) -> list[tuple[int, int]]:
+    """(stride, input channels) of every exit, exit 1 first."""
+    body = model.backbone
+    taps = list(zip(body.reductions, body.channels))[: len(body.channels) - 1]
+    return taps[len(taps) - len(model.exits):]
+
+
+def test_exits_tap_the_stages_the_authors_tap():
+    """SR-SS (lib/models/resnet.py, deeplab.py) taps the stem after conv1-bn1-relu (stride 2, 64 channels),
+    then layer1..layer3 of ResNet-101 (256, 512, 1024 channels, layer3 dilated to stride 8); exit 1 is the stem."""
+    with torch.device("meta"):
+        model = build_preset("deeplabv2_resnet101", 21, exit_type="official")
+    assert _exit_taps(model) == [(2, 64), (4, 256), (8, 512), (8, 1024)]
+    assert [exit_[0][0].in_channels for exit_ in model.exits] == [64, 256, 512, 1024]
+    assert model.backbone.channels[-1] == 2048
+
+
+def test_min_exit_stride_skips_the_stem():
+    with torch.device("meta"):
+        model = build_preset("deeplabv2_resnet101", 21, exit_type="light", min_exit_stride=4)
+    assert _exit_taps(model) == [(4, 256), (8, 512), (8, 1024)]
 
 
 def _equal_states(a, b):
@@ -165,7 +188,7 @@ def test_pretrained_backbone_state_dict_loads(tmp_path):
     path = tmp_path / "backbone.pth"
     torch.save(source.state_dict(), path)
     torch.manual_seed(1)
-    loaded = build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained_path=str(path)).backbone.body
+    loaded = build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained=str(path)).backbone.body
     assert _equal_states(loaded.state_dict(), source.state_dict())
 
 
@@ -176,7 +199,7 @@ def test_pretrained_classification_checkpoint_loads(tmp_path):
     full = timm.create_model("test_convnext", pretrained=False)
     path = tmp_path / "convnext.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in full.state_dict().items()}}, path)
-    model = build_segmentor("test_convnext", "fcn", NUM_CLASSES, pretrained_path=str(path))
+    model = build_segmentor("test_convnext", "fcn", NUM_CLASSES, pretrained=str(path))
     assert torch.equal(model.backbone.body.stem_0.weight, full.stem[0].weight)  # stem.0 -> stem_0
     assert torch.equal(model.backbone.body.stages_3.blocks[0].mlp.fc1.weight, full.stages[3].blocks[0].mlp.fc1.weight)
 
@@ -189,6 +212,6 @@ def test_pretrained_mismatch_names_file_and_keys(tmp_path):
     torch.save({"model": state}, path)
     with pytest.raises(ValueError, match=r"wrong\.pth.*missing keys \(1\).*layer1\.0\.conv1\.weight.*"
                                          r"unexpected keys \(1\).*decoder\.extra\.weight"):
-        build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained_path=str(path))
+        build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained=str(path))
     with pytest.raises(FileNotFoundError, match="absent.pth"):
-        build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained_path=str(tmp_path / "absent.pth"))
+        build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained=str(tmp_path / "absent.pth"))

@@ -1,7 +1,8 @@
 """Any timm backbone as a list of stage feature maps (``features_only`` / ``feature_info``).
 
-The backbone returns the stages with reduction >= 4 (a stride-2 stem level is dropped), always
-NCHW: channels-last outputs (Swin) are permuted. Exits tap every returned stage but the last; the
+The backbone returns every stage timm's ``feature_info`` lists (on ResNet: the stride-2 stem after
+conv1-bn1-relu, then layer1..layer4), always NCHW: channels-last outputs (Swin) are permuted. The
+segmentor's exits tap stages below the last (see ``build_segmentor``'s ``min_exit_stride``); the
 decoder head sits on the last.
 """
 
@@ -13,35 +14,48 @@ import torch
 from torch import nn
 
 from srlib.compat import import_timm
+from srlib.models.pretrained import IMAGENET_NORM, SOURCES, load_source, source_for
 
 OUTPUT_STRIDES = (8, 16, 32)
-MIN_REDUCTION = 4  # stages below this stride (the stem) get no exit
 
 
 class Backbone(nn.Module):
-    """A timm ``features_only`` model returning its used stages.
+    """A timm ``features_only`` model returning all its stages.
 
-    Attributes: ``channels`` and ``reductions`` (one per used stage, shallowest first) and
+    Attributes: ``channels`` and ``reductions`` (one per stage, shallowest first) and
     ``output_stride`` (the last stage's reduction).
-    forward(images B x 3 x H x W) -> list of B x channels[k] x H/reductions[k] x W/reductions[k].
+    forward(images B x 3 x H x W, ImageNet-standardised) -> list of
+    B x channels[k] x H/reductions[k] x W/reductions[k].
+
+    ``input_norm`` (mean, std), when given, is the normalisation the weights were trained with; images
+    arrive ImageNet-standardised (``srlib.data.transforms``) and are re-standardised to it first
+    (an elementwise affine, the same in every model built on these weights).
     """
 
-    def __init__(self, body: nn.Module):
+    def __init__(self, body: nn.Module, input_norm: tuple | None = None):
         super().__init__()
         self.body = body
         info = body.feature_info
-        self.indices = [i for i, r in enumerate(info.reduction()) if r >= MIN_REDUCTION]
-        if not self.indices:
-            raise ValueError(f"backbone has no stage with reduction >= {MIN_REDUCTION}: {info.reduction()}")
-        self.channels = [info.channels()[i] for i in self.indices]
-        self.reductions = [info.reduction()[i] for i in self.indices]
+        self.channels = list(info.channels())
+        self.reductions = list(info.reduction())
         self.output_stride = self.reductions[-1]
         # FeatureListNet exposes output_fmt (a str enum); EfficientNetFeatures and friends are always NCHW.
         self.nhwc = getattr(body, "output_fmt", "NCHW") == "NHWC"
+        scale = shift = None
+        if input_norm is not None and tuple(map(tuple, input_norm)) != IMAGENET_NORM:
+            mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in input_norm)
+            # x_source = (x * std_in + mean_in - mean) / std = x * scale + shift
+            imagenet_mean, imagenet_std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET_NORM)
+            scale = imagenet_std / std
+            shift = (imagenet_mean - mean) / std
+        # Not persistent: the state dict stays that of the timm model; the affine is rebuilt from the source.
+        self.register_buffer("input_scale", scale, persistent=False)
+        self.register_buffer("input_shift", shift, persistent=False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        levels = self.body(images)
-        feats = [levels[i] for i in self.indices]
+        if self.input_scale is not None:
+            images = torch.addcmul(self.input_shift.to(images.dtype), images, self.input_scale.to(images.dtype))
+        feats = self.body(images)
         if self.nhwc:
             feats = [f.permute(0, 3, 1, 2).contiguous() for f in feats]
         return feats
@@ -80,14 +94,15 @@ def _create(timm, name: str, output_stride: int, kwargs: dict) -> nn.Module:
 
 
 def build_backbone(
-    name: str, output_stride: int = 16, pretrained_path: str | None = None, backbone_kwargs: dict | None = None
+    name: str, output_stride: int = 16, pretrained: str | None = None, backbone_kwargs: dict | None = None
 ) -> Backbone:
     """Build timm model ``name`` as a :class:`Backbone`; never downloads.
 
     output_stride: 8, 16 or 32 (ResNet / MobileNet / EfficientNet / ConvNeXt dilate to 8 or 16;
     models timm cannot dilate, e.g. Swin, accept only their native stride).
     backbone_kwargs: passed to ``timm.create_model`` (e.g. ``img_size`` for Swin / ViT).
-    pretrained_path: a local checkpoint, see :func:`load_backbone_checkpoint`.
+    pretrained: ``imagenet``, a source of ``srlib.models.pretrained.SOURCES`` (weights an installed
+    package ships, with their input normalisation) or a local checkpoint (see :func:`load_backbone_checkpoint`).
     """
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"output_stride={output_stride!r} is not one of {OUTPUT_STRIDES}")
@@ -95,9 +110,16 @@ def build_backbone(
     _check_name(timm, name)
     kwargs = dict(backbone_kwargs or {})
     body = _create(timm, name, output_stride, kwargs)
-    if pretrained_path is not None:
-        load_backbone_checkpoint(body, name, pretrained_path, kwargs)
-    return Backbone(body)
+    norm = None
+    if pretrained is not None:
+        source = source_for(pretrained, name)
+        if source is None:
+            load_backbone_checkpoint(body, name, pretrained, kwargs)
+        else:
+            full_keys = _full_keys(name, kwargs)
+            _fit_state_dict(body, name, load_source(source, sorted(full_keys)), full_keys, f"model.pretrained: {source!r}")
+            norm = SOURCES[source]["norm"]
+    return Backbone(body, norm)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -125,6 +147,12 @@ def _original_key(key: str, full_keys: set[str]) -> str | None:
     return next((c for c in candidates if c in full_keys), None)
 
 
+def _full_keys(name: str, kwargs: dict | None) -> set[str]:
+    """State-dict keys of timm's classification model ``name``, without allocating it."""
+    with torch.device("meta"):
+        return set(import_timm().create_model(name, pretrained=False, **(kwargs or {})).state_dict())
+
+
 def load_backbone_checkpoint(body: nn.Module, name: str, path: str, kwargs: dict | None = None) -> None:
     """Load a local checkpoint into timm features model ``body`` (in place; no download).
 
@@ -134,11 +162,13 @@ def load_backbone_checkpoint(body: nn.Module, name: str, path: str, kwargs: dict
     the classifier uses (``fc.*``, ``classifier.*``, ``head.*``, ...) are dropped. Any missing,
     unexpected or wrongly shaped key raises ValueError naming the file and the first few keys.
     """
-    path = Path(path)
-    state = _read_state_dict(path)
+    label = f"pretrained checkpoint {str(path)!r}"
+    _fit_state_dict(body, name, _read_state_dict(Path(path)), _full_keys(name, kwargs), label)
+
+
+def _fit_state_dict(body: nn.Module, name: str, state: dict, full_keys: set[str], label: str) -> None:
+    """Load ``state`` (features-model or full-model keys) strictly into ``body``; ValueError naming ``label``."""
     target = body.state_dict()
-    with torch.device("meta"):  # key names of the classification model, without allocating it
-        full_keys = set(import_timm().create_model(name, pretrained=False, **(kwargs or {})).state_dict())
     to_target = {k: k for k in target}
     to_target.update({orig: k for k in target if (orig := _original_key(k, full_keys)) is not None})
     mapped, unexpected = {}, []
@@ -150,10 +180,10 @@ def load_backbone_checkpoint(body: nn.Module, name: str, path: str, kwargs: dict
     missing = [k for k in target if k not in mapped]
     shapes = [f"{k}: {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in mapped.items() if v.shape != target[k].shape]
     problems = [
-        f"{label} ({len(keys)}): {keys[:5]}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        f"{kind} ({len(keys)}): {keys[:5]}"
+        for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
         if keys
     ]
     if problems:
-        raise ValueError(f"pretrained checkpoint {str(path)!r} does not fit backbone {name!r}: " + "; ".join(problems))
+        raise ValueError(f"{label} does not fit backbone {name!r}: " + "; ".join(problems))
     body.load_state_dict(mapped, strict=True)

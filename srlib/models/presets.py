@@ -2,7 +2,9 @@
 
 The paper's baselines run at output stride 8, as DeepLab-v2 and torchvision's DeepLab-v3 / FCN do;
 the small CPU presets keep that stride so their feature maps stay usable on 64 px images.
-ResNets are timm's (same layer names as torchvision's, so torchvision checkpoints load).
+ResNets are timm's (same layer names as torchvision's, so torchvision checkpoints load). MobileNetV2-1.0
+and EfficientNet-Lite0 have ImageNet weights that installed packages ship (``model.pretrained: imagenet``,
+``srlib.models.pretrained``); the others take a local checkpoint.
 """
 
 from srlib.models.segmentor import Segmentor, build_segmentor
@@ -13,7 +15,11 @@ PRESETS: dict[str, dict] = {
     "deeplabv3_resnet101": {"backbone": "resnet101", "head": "deeplabv3", "output_stride": 8},
     # Small ones that train on a CPU.
     "deeplabv3_resnet18": {"backbone": "resnet18", "head": "deeplabv3", "output_stride": 8},
+    # Backbones with ImageNet weights shipped in installed packages (model.pretrained: imagenet).
     "fcn_mobilenetv2_100": {"backbone": "mobilenetv2_100", "head": "fcn", "output_stride": 8},
+    "deeplabv3_mobilenetv2_100": {"backbone": "mobilenetv2_100", "head": "deeplabv3", "output_stride": 8},
+    "fcn_efficientnet_lite0": {"backbone": "tf_efficientnet_lite0", "head": "fcn", "output_stride": 8},
+    "deeplabv3_efficientnet_lite0": {"backbone": "tf_efficientnet_lite0", "head": "deeplabv3", "output_stride": 8},
     # Half-width MobileNetV2: the default benchmark's model (~0.1 s per 8 x 64 x 64 step on one CPU thread).
     "fcn_mobilenetv2_050": {"backbone": "mobilenetv2_050", "head": "fcn", "output_stride": 8},
     # Others.

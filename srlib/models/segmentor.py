@@ -62,7 +62,7 @@ class Segmentor(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict:
         stages = self.backbone(images)
-        tapped = stages[-len(self.exits) - 1:]  # exit stages (all but the last, or none) and the head's
+        tapped = stages[-len(self.exits) - 1:]  # the exits tap the deepest stages below the last, the head the last
         seg = [logits_layout(exit_(stage)) for exit_, stage in zip(self.exits, tapped)]
         logits, head_feats = self.head(tapped[-1])
         seg.append(logits_layout(logits))
@@ -97,15 +97,20 @@ def build_segmentor(
     output_stride: int = 16,
     classify: bool = False,
     feature_proj_dim: int | None = None,
-    pretrained_path: str | None = None,
+    pretrained: str | None = None,
     backbone_kwargs: dict | None = None,
+    min_exit_stride: int = 2,
 ) -> Segmentor:
     """Build a segmentor on timm model ``backbone`` with decoder ``head`` (a key of HEADS).
 
     exit_type: a key of EXITS or None (the baseline, no exits). classify: image-level classifier on
     every exit and on the head. feature_proj_dim: 1x1 conv projection of every tapped stage to that
-    width (for the ``paper-features`` variant). pretrained_path: local backbone checkpoint (never
-    downloads). backbone_kwargs: extra ``timm.create_model`` arguments (e.g. ``img_size`` for Swin).
+    width (for the ``paper-features`` variant). pretrained: ``imagenet``, a shipped weights source or a
+    local backbone checkpoint (never downloads; see ``build_backbone``). backbone_kwargs: extra
+    ``timm.create_model`` arguments (e.g. ``img_size`` for Swin).
+    min_exit_stride: exits tap every backbone stage below the last whose stride is at least this.
+    2 (default) is the authors' placement: on ResNet-101 the stem after conv1-bn1-relu (stride 2,
+    64 channels), then layer1, layer2, layer3; exit 1, SR-F's teacher, is the stem. 4 skips the stem.
     """
     _check_choice("head", head, HEADS)
     if exit_type is not None:
@@ -114,9 +119,10 @@ def build_segmentor(
         raise ValueError(f"num_classes={num_classes!r}: need an integer >= 2")
     if feature_proj_dim is not None and feature_proj_dim < 1:
         raise ValueError(f"feature_proj_dim={feature_proj_dim!r}: need a positive width or None")
-    body = build_backbone(backbone, output_stride, pretrained_path, backbone_kwargs)
+    body = build_backbone(backbone, output_stride, pretrained, backbone_kwargs)
     decoder = HEADS[head](body.channels[-1], num_classes, body.output_stride)
-    exit_channels = body.channels[:-1] if exit_type else []
+    tap_channels = [c for c, r in zip(body.channels[:-1], body.reductions[:-1]) if r >= min_exit_stride]
+    exit_channels = tap_channels if exit_type else []
     exits = [EXITS[exit_type](channels, num_classes) for channels in exit_channels]
     tapped = [*exit_channels, body.channels[-1]]
     classifiers = [ImageClassifier(num_classes) for _ in tapped] if classify else []
