@@ -30,9 +30,10 @@ TARGET_LIGHT = 1.15  # issue 2: all-SR with light exits at most 1.15 x the basel
 
 
 def training_step(preset: str, exit_type: str | None, sr: bool, images, masks, num_classes: int):
-    """A closure running one SGD step of ``preset`` with that exit type, plus the model it trains."""
+    """A closure running one SGD step of ``preset`` with that exit type, plus the model it trains (on the
+    images' device)."""
     torch.manual_seed(0)
-    model = build_preset(preset, num_classes, exit_type=exit_type, classify=sr).train()
+    model = build_preset(preset, num_classes, exit_type=exit_type, classify=sr).train().to(images.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step():
@@ -49,10 +50,11 @@ def measure(preset: str, args) -> dict:
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, args.size, args.size, generator=generator)
     masks = torch.randint(0, args.classes, (args.batch, args.size, args.size), generator=generator)
+    images, masks = images.to(args.device), masks.to(args.device)
     steps, models = {}, {}
     for name, (exit_type, sr) in CONFIGS.items():
         steps[name], models[name] = training_step(preset, exit_type, sr, images, masks, args.classes)
-    times = interleaved_step_times(steps, warmup=args.warmup, repeats=args.repeats)
+    times = interleaved_step_times(steps, warmup=args.warmup, repeats=args.repeats, device=args.device)
     shape = (1, 3, args.size, args.size)
     test = models["baseline"].inference_model()
     result = {}
@@ -77,10 +79,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads; 1 by default: on a shared machine contention swamps multi-thread timings")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (fp32, NCHW)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"batch {args.batch}, {args.size}x{args.size} px, {args.classes} classes, {torch.get_num_threads()} "
-          f"threads, {args.repeats} interleaved rounds after {args.warmup} warm-up; SR = MEA + SR-F + SR-L, "
+    print(f"{args.device}, batch {args.batch}, {args.size}x{args.size} px, {args.classes} classes, "
+          f"{torch.get_num_threads()} threads, {args.repeats} interleaved rounds after {args.warmup} warm-up; SR = MEA + SR-F + SR-L, "
           f"variant official; FLOPs: forward, 2 x multiply-adds, at 1x3x{args.size}x{args.size}")
     print(f"{'preset':<22} {'config':<12} {'step ms':>8} {'step x':>7} {'params x':>9} {'FLOPs x':>8}")
     for preset in args.preset or ["deeplabv3_resnet18", "fcn_mobilenetv2_100"]:
