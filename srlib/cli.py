@@ -22,7 +22,7 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from srlib.io import write_json_atomic
+    from srlib.results import write_outcome
     from srlib.train import NonFiniteLoss, execute
 
     cfg = resolve_config(args.config, args.overrides)
@@ -31,10 +31,12 @@ def cmd_run(args) -> int:
     except NonFiniteLoss as error:  # the method diverged: a result of this cell, recorded when asked to
         if args.outcome is None:
             raise
-        result = {"status": "FAILED", "config_hash": config_hash(cfg), "error": f"{type(error).__name__}: {error}"}
-        print(f"srlib run: {result['error']}", file=sys.stderr)
+        message = f"{type(error).__name__}: {error}"
+        print(f"srlib run: {message}", file=sys.stderr)
+        write_outcome(args.outcome, "FAILED", config_hash(cfg), message)
+        return 0
     if args.outcome is not None:
-        write_json_atomic(args.outcome, {key: result.get(key) for key in ("status", "config_hash", "error")})
+        write_outcome(args.outcome, result["status"], result["config_hash"])
     if result["status"] == "FINISHED":
         metrics = result["metrics"]
         print(f"{args.out}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}")
@@ -42,7 +44,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from srlib.io import write_json_atomic
+    from srlib.results import write_json_atomic
     from srlib.train import measure_cost
 
     cfg = resolve_config(args.config, args.overrides)

@@ -9,6 +9,7 @@ names against the registries (preset, backbone, head, exit, variant, pixel loss,
 import copy
 import hashlib
 import json
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -50,14 +51,16 @@ DEFAULTS = {
         "variant": "official",
         "pixel": "ce",
         "w_seg": 0.8,
+        "center": False,
         "w_cls": 0.2,
         "w_srf": 1.0,
         "w_srl": 1.0,
         "tau": 1.0,
+        "w_center": 3.0e-4,
         "feature_dim": 64,
         "lal": {"window": 5, "k": 3.0},
         "focal": {"alpha": 0.25, "gamma": 2.0},
-        "center": {"alpha": 0.5, "weight": 3.0e-4},
+        "center_alpha": 0.5,
     },
     "optim": {
         "name": "sgd",
@@ -76,6 +79,13 @@ DEFAULTS = {
 }
 
 # Keys that say where or how verbosely a run happens, not what it computes: left out of the identity hash.
+# Parameters of the embedded generated dataset (``srlib generate-data``, ``srlib.data.synth.generate``).
+GENERATE_DEFAULTS = {"seed": 0, "size": 64, "n_train": 2000, "n_val": 500, "n_test": 500,
+                     "thin_part_prob": 0.9, "small_object_prob": 0.5}
+# The default MLflow store: a SQLite file in the results folder of the working directory (a workflow's).
+RESULTS_DIR = "results"
+TRACKING_DB_NAME = "mlflow.db"
+
 NON_IDENTITY_KEYS = (
     ("data", "root"), ("data", "workers"),  # the data stream is seeded per sample, whatever the workers
     ("run", "ckpt_every"), ("run", "log_every"), ("run", "cost_steps"), ("run", "pictures"), ("tracking",),
@@ -94,6 +104,18 @@ _Loader.add_implicit_resolver(
 
 
 def load_yaml(text: str):
+def tracking_uri(configured: str | None = None, results_dir=RESULTS_DIR, *, absolute: bool = True) -> str:
+    """MLflow tracking URI: ``configured`` if given, else ``$MLFLOW_TRACKING_URI``, else the SQLite file
+    ``<results_dir>/mlflow.db``: ``sqlite:////abs/path/results/mlflow.db``, or when not ``absolute``
+    ``sqlite:///results/mlflow.db``, relative to the working directory."""
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    db = Path(results_dir) / TRACKING_DB_NAME
+    return f"sqlite:///{db.resolve() if absolute else db.as_posix()}"
+
+
     """Parse config YAML, reading exponent notation without a dot as a number."""
     return yaml.load(text, Loader=_Loader)
 
@@ -160,6 +182,7 @@ def _check_names(cfg: dict, where: str) -> None:
     from srlib.data import DATASETS
     from srlib.losses import PIXEL_LOSSES
     from srlib.models import EXITS, HEADS, PRESETS
+    from srlib.losses.self_regulation import VARIANTS
 
     model = cfg["model"]
     checks = [
@@ -167,7 +190,8 @@ def _check_names(cfg: dict, where: str) -> None:
         ("model.head", model["head"], HEADS),
         ("model.exit", model["exit"], EXITS),
         ("data.name", cfg["data"]["name"], DATASETS),
-        ("loss.pixel", cfg["loss"]["pixel"].removesuffix("+center"), PIXEL_LOSSES),
+        ("loss.pixel", cfg["loss"]["pixel"], PIXEL_LOSSES),
+        ("loss.variant", cfg["loss"]["variant"], VARIANTS),
     ]
     for key, value, valid in checks:
         if value is not None and value not in valid:

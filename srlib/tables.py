@@ -15,17 +15,14 @@ matplotlib are imported inside the functions that use them.
 """
 
 import glob
-import json
 import math
 from pathlib import Path
 
 import yaml
 
-SR_TERMS = ("mea", "srf", "srl")
-SR_LABELS = {"mea": "MEA", "srf": "SR-F", "srl": "SR-L"}
-SR_ORDER = ("baseline", "mea", "mea+srf", "mea+srl", "mea+srf+srl", "srf", "srl", "srf+srl")
-FULL_SR = "mea+srf+srl"
-AXES = ("dataset", "preset", "pixel", "sr", "seed")
+from srlib.results import load_run, read_json
+from srlib.sweep import AXES, COST_AXES, FULL_SR, SR_ORDER, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
+
 FAILURE_METRICS = {
     "thin_part_iou": "thin-part IoU",
     "body_iou": "body IoU",
@@ -36,31 +33,6 @@ TABLE_FILES = ("ablation.md", "cost.md", "failure_modes.md", "per_class.md", "ab
                "tables.html")
 LEVEL = 0.95
 METRIC_NAMES = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy", **FAILURE_METRICS}
-
-
-# -- SR combination names ---------------------------------------------------------------------------
-def canonical_sr(name: str) -> str:
-    """'baseline' or terms of mea/srf/srl joined by '+' in canonical order: 'srl+mea' -> 'mea+srl'."""
-    if name == "baseline":
-        return name
-    terms = name.split("+")
-    if not terms or any(t not in SR_TERMS for t in terms) or len(set(terms)) != len(terms):
-        raise ValueError(f"unknown SR combination {name!r}: use 'baseline' or mea, srf, srl joined by '+'")
-    return "+".join(t for t in SR_TERMS if t in terms)
-
-
-def sr_label(name: str) -> str:
-    """'mea+srf' -> '+MEA+SR-F' (the paper's row names)."""
-    return name if name == "baseline" else "".join(f"+{SR_LABELS[t]}" for t in name.split("+"))
-
-
-def sr_from_flags(loss: dict) -> str:
-    terms = [t for t in SR_TERMS if loss.get(t)]
-    return "+".join(terms) or "baseline"
-
-
-def _sr_rank(name: str) -> tuple:
-    return (SR_ORDER.index(name) if name in SR_ORDER else len(SR_ORDER), name)
 
 
 # -- statistics -------------------------------------------------------------------------------------
@@ -99,59 +71,6 @@ def paired_difference(treated: dict, baseline: dict, level: float = LEVEL) -> di
 
 
 # -- collecting runs --------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-
-
-def _path_axes(path: Path) -> dict:
-    """{'dataset': 'generated', ...} from the path's key~value segments."""
-    return dict(part.split("~", 1) for part in path.parts if "~" in part)
-
-
-def _config_axes(cfg: dict) -> dict:
-    model = cfg.get("model", {})
-    preset = model.get("preset") or f"{model.get('backbone')}_{model.get('head')}"
-    return {"dataset": cfg["data"]["name"], "preset": preset, "pixel": cfg["loss"]["pixel"],
-            "sr": sr_from_flags(cfg["loss"]), "seed": cfg["seed"]}
-
-
-def load_run(run_dir: str | Path) -> dict:
-    """One run directory -> record: axes, status (FINISHED | FAILED | MISSING), error, config, metrics.
-
-    MISSING = neither outcome.json nor metrics.json (not run yet, or killed). Raises FileNotFoundError
-    when outcome.json says FINISHED and metrics.json is absent.
-    """
-    run_dir = Path(run_dir)
-    outcome_path, metrics_path = run_dir / "outcome.json", run_dir / "metrics.json"
-    outcome = _read_json(outcome_path) if outcome_path.exists() else None
-    result = None
-    if outcome is None or outcome.get("status") == "FINISHED":
-        if metrics_path.exists():
-            result = _read_json(metrics_path)
-        elif outcome is not None:
-            raise FileNotFoundError(f"{metrics_path}: missing, but {outcome_path} says the run FINISHED")
-    status = "FINISHED" if result is not None else (outcome or {}).get("status", "MISSING")
-    if status not in ("FINISHED", "FAILED", "MISSING"):
-        raise ValueError(f"{outcome_path}: unknown status {status!r}; expected FINISHED or FAILED")
-    cfg = (result or {}).get("config")
-    for name in ("config.yaml", "run.yaml"):
-        if cfg is None and (run_dir / name).exists():
-            cfg = yaml.safe_load((run_dir / name).read_text())
-    axes = _path_axes(run_dir)
-    if set(AXES) - set(axes):
-        if cfg is None:
-            raise ValueError(f"{run_dir}: no key~value path segments and no config to tell its dataset, preset, ...")
-        axes = {**_config_axes(cfg), **axes}
-    return {
-        "run_dir": str(run_dir), **{k: axes[k] for k in AXES}, "seed": int(axes["seed"]),
-        "sr": canonical_sr(axes["sr"]), "status": status, "error": (outcome or {}).get("error"),
-        "config": cfg, "result": result,
-    }
-
-
 def expand_runs(runs) -> list[Path]:
     """Run directories from a list of directories and/or glob patterns (a pattern may match none)."""
     if isinstance(runs, (str, Path)):
@@ -279,7 +198,7 @@ def _groups(frame, keys: list[str]):
 
 
 def _ordered_sr(frame) -> list[str]:
-    return sorted(set(frame["sr"]), key=_sr_rank)
+    return sorted(set(frame["sr"]), key=sr_rank)
 
 
 def ablation_sections(frame, metric: str = "miou", level: float = LEVEL) -> list[dict]:
@@ -380,12 +299,13 @@ def collect_costs(cost_files) -> list[dict]:
     """Cost JSON files (``srlib cost`` output) -> records with axes from their path (dataset, preset, exit, sr)."""
     records = []
     for path in map(Path, cost_files):
-        axes = _path_axes(path.with_suffix(""))
-        missing = {"dataset", "preset", "exit", "sr"} - set(axes)
+        axes = path_axes(path)
+        missing = set(COST_AXES) - set(axes)
         if missing:
             raise ValueError(f"{path}: path has no {sorted(missing)} key~value segments")
-        cost = _read_json(path)
-        pixel = _get(cost.get("config") or {}, "loss.pixel") or "ce"  # the pixel loss the cost job trained with
+        cost = read_json(path)
+        loss = _get(cost.get("config"), "loss")
+        pixel = pixel_label(loss) if loss else "ce"  # the pixel loss the cost job trained with
         records.append({**axes, "sr": canonical_sr(axes["sr"]), "pixel": pixel, **cost, "source": str(path)})
     return records
 
@@ -426,7 +346,7 @@ def cost_sections(records: list[dict], from_runs: bool) -> list[dict]:
     sections = []
     for key, group in _groups(pd.DataFrame(records), ["dataset", "preset", "pixel"]):
         rows = group.to_dict("records")
-        rows.sort(key=lambda r: (r["sr"] != "baseline", str(r["exit"]), _sr_rank(r["sr"])))
+        rows.sort(key=lambda r: (r["sr"] != "baseline", str(r["exit"]), sr_rank(r["sr"])))
         base = next((r for r in rows if r["sr"] == "baseline"), None)
         table = []
         for record in rows:

@@ -27,12 +27,10 @@ from mlflow.exceptions import MlflowException
 
 from srlib.config import flatten
 
+from srlib.results import CONFIG_HASH, STATUSES, read_record
 log = logging.getLogger(__name__)
 
-DB_NAME = "mlflow.db"
 ARTIFACT_DIR = "mlruns"
-CONFIG_HASH_TAG = "config_hash"
-STATUSES = ("FINISHED", "FAILED", "KILLED")
 LOCK_TIMEOUT_S = 120
 # While a run opens: one HTTP attempt with a short timeout, so a dead server costs seconds, not minutes.
 PROBE_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
@@ -42,16 +40,6 @@ RUN_HTTP_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_RE
 # MLflow logs schema migrations and store set-up at INFO; SR-Bench's own warnings stay visible.
 for _name in ("mlflow", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-
-
-def default_tracking_uri(results_dir, configured: str | None = None) -> str:
-    """Tracking URI: ``configured`` (from the run config) if given, else ``$MLFLOW_TRACKING_URI``,
-    else ``sqlite:///<absolute results_dir>/mlflow.db``."""
-    if configured:
-        return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{Path(results_dir).resolve() / DB_NAME}"
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -310,7 +298,7 @@ def run_tags(config_hash: str, device: str, threads: int) -> dict[str, str]:
         "git_commit": commit,
         "mlflow.source.git.commit": commit,
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
-        CONFIG_HASH_TAG: config_hash,
+        CONFIG_HASH: config_hash,
         "device": device,
         "threads": str(threads),
     }
@@ -319,60 +307,32 @@ def run_tags(config_hash: str, device: str, threads: int) -> dict[str, str]:
     return tags
 
 
-def _read_run(run_dir: Path) -> dict | None:
-    """The run's metrics.json with "config" filled from config.yaml if needed; None if not written yet."""
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not record.get(CONFIG_HASH_TAG):
-        raise ValueError(f"{path} has no {CONFIG_HASH_TAG!r}")
-    if any("step" not in row for row in record.get("history") or []):
-        raise ValueError(f"{path}: every row of 'history' needs a 'step'")
-    if record.get("status", "FINISHED") not in STATUSES:
-        raise ValueError(f"{path}: status must be one of {STATUSES}, got {record['status']!r}")
-    if "config" not in record and (run_dir / "config.yaml").is_file():
-        record["config"] = yaml.safe_load((run_dir / "config.yaml").read_text())
-    record["_path"] = path
-    return record
-
-
 def _logged_runs(client: MlflowClient, experiment_id: str) -> set[tuple[str, str]]:
     """(config hash, status) of every run in the experiment that has a config hash tag."""
     logged, token = set(), None
     while True:
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
         logged |= {
-            (run.data.tags[CONFIG_HASH_TAG], run.info.status) for run in page if CONFIG_HASH_TAG in run.data.tags
+            (run.data.tags[CONFIG_HASH], run.info.status) for run in page if CONFIG_HASH in run.data.tags
         }
         token = page.token
         if not token:
             return logged
 
 
-def _import_run(client: MlflowClient, experiment_id: str, record: dict) -> None:
+def _import_run(client: MlflowClient, experiment_id: str, run_dir: Path, record: dict) -> None:
     """Create one FINISHED (or the record's status) run from a metrics.json record; raises on failure."""
-    path = record["_path"]
+    path = run_dir / "metrics.json"
     ended = int(path.stat().st_mtime * 1000)
     tags = {key: str(value) for key, value in (record.get("tags") or {}).items()}
-    tags |= {CONFIG_HASH_TAG: record[CONFIG_HASH_TAG], "imported_from": str(path.parent.resolve())}
-    run_id = client.create_run(experiment_id, start_time=ended, tags=tags, run_name=path.parent.name).info.run_id
+    tags |= {CONFIG_HASH: record[CONFIG_HASH], "imported_from": str(run_dir.resolve())}
+    run_id = client.create_run(experiment_id, start_time=ended, tags=tags, run_name=run_dir.name).info.run_id
     params = [Param(key, value) for key, value in flatten_params(record.get("config") or {}).items()]
-    history = record.get("history") or []
-    metrics = []
-    for row in history:
-        metrics += _metric_batch({key: value for key, value in row.items() if key != "step"}, row["step"])
     scalars, artifacts = _summary(record)
-    metrics += _metric_batch(scalars, max((row["step"] for row in history), default=0))
-    client.log_batch(run_id, metrics=metrics, params=params)
+    client.log_batch(run_id, metrics=_metric_batch(scalars, 0), params=params)
     for artifact_file, value in artifacts.items():
         client.log_dict(run_id, value, artifact_file)
-    for artifact in (path, path.parent / "config.yaml"):
+    for artifact in (path, run_dir / "config.yaml"):
         if artifact.is_file():
             client.log_artifact(run_id, str(artifact))
     client.set_terminated(run_id, status=record.get("status", "FINISHED"), end_time=ended)
@@ -381,10 +341,8 @@ def _import_run(client: MlflowClient, experiment_id: str, record: dict) -> None:
 def import_runs(run_dirs, uri: str, experiment: str) -> dict[str, int]:
     """Import finished runs' ``metrics.json`` into MLflow (for runs whose store was unreachable).
 
-    Each run directory holds ``metrics.json``: {"config_hash", "config" (nested; else ``config.yaml``
-    next to it), "metrics": {name: number | list | dict}, "cost": {...}, "status", "tags": {...},
-    "history": optional [{"step": int, name: number, ...}, ...]}. The config becomes params, numbers
-    metrics (history rows at their step, final values at the last history step or 0; see
+    Each run directory holds a ``metrics.json`` record (``srlib.results``; it needs "config_hash", and
+    "config" or a ``config.yaml`` next to it). The config becomes params, numbers metrics at step 0 (see
     ``Tracker.log_summary``), lists/dicts JSON artifacts, and metrics.json / config.yaml artifacts.
     A run whose config hash already has a run with the same status in the experiment (imported, or
     tracked live to the end) is skipped, so importing twice adds nothing. An import interrupted
@@ -394,20 +352,28 @@ def import_runs(run_dirs, uri: str, experiment: str) -> dict[str, int]:
     e.g. a run still training or failed). Raises FileNotFoundError for a directory that does not exist
     and ValueError for a malformed metrics.json, before importing anything.
     """
-    records = [_read_run(Path(run_dir)) for run_dir in run_dirs]
+    run_dirs = [Path(run_dir) for run_dir in run_dirs]
+    records = []
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"run directory {run_dir} does not exist")
+        record = read_record(run_dir)
+        if record is not None and not record.get(CONFIG_HASH):
+            raise ValueError(f"{run_dir / 'metrics.json'} has no {CONFIG_HASH!r}")
+        records.append(record)
     experiment_id = ensure_experiment(uri, experiment)
     client = MlflowClient(tracking_uri=uri)
     logged = _logged_runs(client, experiment_id)
     counts = {"imported": 0, "skipped": 0, "missing": 0}
-    for record in records:
+    for run_dir, record in zip(run_dirs, records):
         if record is None:
             counts["missing"] += 1
             continue
-        key = (record[CONFIG_HASH_TAG], record.get("status", "FINISHED"))
+        key = (record[CONFIG_HASH], record.get("status", "FINISHED"))
         if key in logged:
             counts["skipped"] += 1
             continue
-        _import_run(client, experiment_id, record)
+        _import_run(client, experiment_id, run_dir, record)
         logged.add(key)
         counts["imported"] += 1
     return counts

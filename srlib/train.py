@@ -1,16 +1,9 @@
 """One run: train one resolved config, evaluate it and write ``metrics.json`` last.
 
-Layout of a run directory::
-
-    RUN_DIR/config.yaml          resolved config (written when training starts)
-    RUN_DIR/checkpoint/last.pt   model, optimizer, scheduler, RNG states, iteration (not a declared output)
-    RUN_DIR/per_class_iou.csv    artifacts of the evaluation
-    RUN_DIR/pictures.png
-    RUN_DIR/predictions.npz
-    RUN_DIR/metrics.json         written atomically, as the very last step: the source of truth for tables
-
-Running the same config on the same directory again resumes from the checkpoint, or does nothing once
-``metrics.json`` exists.
+The run directory's files and the ``metrics.json`` record are described in ``srlib.results``; the
+checkpoint ``RUN_DIR/checkpoint/last.pt`` holds model, optimizer, scheduler, center-loss and RNG states
+and the iteration. Running the same config on the same directory again resumes from the checkpoint,
+or does nothing once ``metrics.json`` exists.
 """
 
 import logging
@@ -29,18 +22,19 @@ import yaml
 from torch.utils.data import DataLoader
 
 from srlib import __version__
-from srlib.config import ConfigError, config_hash
+from srlib.config import ConfigError, config_hash, tracking_uri
 from srlib.cost import count_flops, count_parameters, peak_memory_so_far
 from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
 from srlib.data.transforms import eval_transform, train_transform
 from srlib.evaluate import evaluate, write_artifacts
-from srlib.io import read_json, write_json_atomic
 from srlib.losses import build_pixel_loss
 from srlib.losses.center import CenterLoss
 from srlib.losses.self_regulation import check_labels, self_regulation_loss
 from srlib.models import PRESETS, build_segmentor
-from srlib.tracking import Tracker, default_tracking_uri, open_run, run_tags
+from srlib.results import METRICS_FILE, read_json, run_record, write_json_atomic
+from srlib.sweep import config_axes, run_axes
+from srlib.tracking import Tracker, open_run, run_tags
 
 log = logging.getLogger("srlib.train")
 
@@ -133,7 +127,7 @@ class Run:
         self.amp = cfg["optim"]["amp"]
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
         loss = cfg["loss"]
-        pixel_name = loss["pixel"].removesuffix("+center")
+        pixel_name = loss["pixel"]
         # Plain CE is the loss's own default (None), which shares log-softmaxes with SR-F.
         self.pixel_loss = None if pixel_name == "ce" else build_pixel_loss(pixel_name, **loss.get(pixel_name, {}))
         self.center = None  # CenterLoss, created at the first step once the decoder width is known
@@ -141,7 +135,7 @@ class Run:
         self.step_times: list[tuple[int, float]] = []  # (iteration, seconds) of the steps this process ran
 
     def _check_run_dir(self) -> None:
-        metrics = self.out_dir / "metrics.json"
+        metrics = self.out_dir / METRICS_FILE
         if metrics.exists():
             done = read_json(metrics)
             if done.get("config_hash") != self.hash:
@@ -204,7 +198,7 @@ class Run:
 
     # -- training ------------------------------------------------------------------------------------
     def new_center_loss(self, feat_dim: int) -> CenterLoss:
-        return CenterLoss(self.num_classes, feat_dim, alpha=self.cfg["loss"]["center"]["alpha"]).to(self.device)
+        return CenterLoss(self.num_classes, feat_dim, alpha=self.cfg["loss"]["center_alpha"]).to(self.device)
 
     def loss_terms(self, out: dict, target: torch.Tensor) -> dict:
         loss, optim = self.cfg["loss"], self.cfg["optim"]
@@ -216,11 +210,11 @@ class Run:
             w_seg=loss["w_seg"], w_cls=loss["w_cls"], w_srf=loss["w_srf"], w_srl=loss["w_srl"],
             tau=loss["tau"], pixel_loss=self.pixel_loss, has_background=self.info["classes"][0] == "background",
         )
-        if loss["pixel"].endswith("+center"):
+        if loss["center"]:
             if self.center is None:
                 self.center = self.new_center_loss(out["head_feats"].shape[1])
             terms["center"] = self.center(out["head_feats"].float(), target)
-            terms["total"] = terms["total"] + loss["center"]["weight"] * terms["center"]
+            terms["total"] = terms["total"] + loss["w_center"] * terms["center"]
         return terms
 
     def train_step(self, batch: dict) -> dict:
@@ -342,7 +336,7 @@ class _progress:
 def execute(cfg: dict, out_dir: str | Path) -> dict:
     """Train (or resume), evaluate and write ``metrics.json``; return its content. No-op if already finished."""
     out_dir = Path(out_dir)
-    metrics_path = out_dir / "metrics.json"
+    metrics_path = out_dir / METRICS_FILE
     done = read_json(metrics_path) if metrics_path.exists() else {}
     if done.get("config_hash") == config_hash(cfg):
         log.info("%s already finished (config %s): nothing to do", out_dir, done["config_hash"])
@@ -367,21 +361,9 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
         )
         train_summary["eval_time_s"] = time.perf_counter() - eval_started
         artifacts = write_artifacts(out_dir, metrics, pictures, run.info)
-        result = {
-            "status": "FINISHED",
-            "config_hash": run.hash,
-            "config": cfg,
-            "srlib_version": __version__,
-            "git_commit": tags.get("git_commit"),
-            "tags": tags,
-            "threads": cfg["threads"],
-            "device": str(run.device),
-            "classes": list(run.info["classes"]),
-            "palette": [list(color) for color in run.info["palette"]],
-            "metrics": metrics,
-            "cost": cost,
-            "train": train_summary,
-        }
+        result = run_record(cfg=cfg, config_hash=run.hash, axes=run_axes(out_dir, config_axes(cfg)),
+                            version=__version__, tags=tags, device=str(run.device), info=run.info,
+                            metrics=metrics, cost=cost, train=train_summary)
         tracker.log_summary(result, step=run.iteration)
         for path in artifacts:
             tracker.log_artifact(path)
@@ -417,7 +399,7 @@ def _peak_memory_mib(device: torch.device) -> dict:
 def open_tracker(cfg: dict, out_dir: Path, tags: dict) -> Tracker:
     """The run's MLflow run; a resumed run continues the MLflow run it started (id kept beside the checkpoint)."""
     tracking = cfg["tracking"]
-    uri = default_tracking_uri("results", tracking["uri"])
+    uri = tracking_uri(tracking["uri"])
     if not tracking["enabled"]:
         return Tracker(None, None, uri)
     id_file = out_dir / "checkpoint" / "mlflow_run_id"

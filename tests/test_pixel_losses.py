@@ -175,7 +175,7 @@ def test_registry_names_and_errors():
     assert set(PIXEL_LOSSES) == {"ce", "focal", "lal"}
     with pytest.raises(ValueError, match="valid names: ce, focal, lal"):
         build_pixel_loss("dice")
-    with pytest.raises(ValueError, match="CenterLoss"):
+    with pytest.raises(ValueError, match="loss.center"):
         build_pixel_loss("ce+center")
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['beta'\]; valid: \['alpha', 'gamma'\]"):
         build_pixel_loss("focal", beta=1)

@@ -89,13 +89,6 @@ def test_paired_difference_matches_paired_t_test():
     assert only_shared["n"] == 1 and math.isnan(only_shared["p"])
 
 
-def test_sr_names_are_canonical_and_labelled():
-    assert tables.canonical_sr("srl+mea") == "mea+srl"
-    assert tables.sr_label("mea+srf+srl") == "+MEA+SR-F+SR-L"
-    with pytest.raises(ValueError, match=r"'mea\+mae'"):
-        tables.canonical_sr("mea+mae")
-
-
 def test_tables_hold_exactly_the_runs_and_show_failures(bench):
     written = tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", {"name": "syn"})
     assert sorted(p.name for p in written) == sorted(tables.TABLE_FILES)

@@ -15,12 +15,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from srlib import tracking
+from srlib.config import TRACKING_DB_NAME, tracking_uri
 
 
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory):
     """A store with its tables created once per session (creating tables takes seconds)."""
-    uri = tracking.default_tracking_uri(tmp_path_factory.mktemp("template"))
+    uri = tracking_uri(None, tmp_path_factory.mktemp("template"))
     tracking.ensure_experiment(uri, "template")
     return tracking._sqlite_path(uri)
 
@@ -28,8 +29,8 @@ def template_db(tmp_path_factory):
 @pytest.fixture
 def uri(template_db, tmp_path):
     """URI of a fresh copy of the template store in this test's folder."""
-    shutil.copy(template_db, tmp_path / tracking.DB_NAME)
-    return tracking.default_tracking_uri(tmp_path)
+    shutil.copy(template_db, tmp_path / TRACKING_DB_NAME)
+    return tracking_uri(None, tmp_path)
 
 
 def runs_of(uri, experiment):
@@ -39,14 +40,14 @@ def runs_of(uri, experiment):
 
 def test_tracking_uri_resolution_order(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
-    assert tracking.default_tracking_uri(tmp_path) == "http://tracking:5000"
-    assert tracking.default_tracking_uri(tmp_path, "http://other:5000") == "http://other:5000"
+    assert tracking_uri(None, tmp_path) == "http://tracking:5000"
+    assert tracking_uri("http://other:5000", tmp_path) == "http://other:5000"
 
 
 def test_ensure_experiment_creates_store_once(tmp_path):
-    uri = tracking.default_tracking_uri(tmp_path / "results")
+    uri = tracking_uri(None, tmp_path / "results")
     first = tracking.ensure_experiment(uri, "bench")
     assert tracking.ensure_experiment(uri, "bench") == first
     experiments = MlflowClient(tracking_uri=uri).search_experiments(filter_string="name = 'bench'")
@@ -187,7 +188,6 @@ def write_run(run_dir: Path, config_hash: str, config_in_json: bool) -> None:
         "cost": {"params_inference": 1000, "flops_inference": 2e6},
         "status": "FINISHED",
         "tags": {"device": "cpu"},
-        "history": [{"step": 10, "loss": 0.8}, {"step": 20, "loss": 0.6}],
     }
     if config_in_json:
         record["config"] = config
@@ -211,8 +211,7 @@ def test_import_runs_imports_finished_runs_once(uri, tmp_path):
     for run in runs.values():
         assert run.info.status == "FINISHED"
         assert run.data.params == {"train.lr": "0.01", "train.iters": "20", "sr.mea": "True"}
-        assert run.data.metrics == {"miou": 0.5, "loss": 0.6, "cost.params_inference": 1000, "cost.flops_inference": 2e6}
-        assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [0.8, 0.6]
+        assert run.data.metrics == {"miou": 0.5, "cost.params_inference": 1000, "cost.flops_inference": 2e6}
         assert run.data.tags["device"] == "cpu"
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"metrics.json", "metrics"} <= artifacts

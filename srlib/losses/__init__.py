@@ -1,9 +1,9 @@
 """Pixel losses, the loss axis of a sweep: ``PIXEL_LOSSES`` (name -> factory) and ``build_pixel_loss``.
 
 Every factory takes its parameters as keywords plus ``ignore_index`` and returns a callable
-``(logits B x C x H x W, target B x H x W) -> scalar``. The config value ``"ce+center"`` is
-``"ce"`` here plus ``srlib.losses.center.CenterLoss`` on the head features, added by the
-training loop. The Self-Regulation terms live in ``srlib.losses.self_regulation``.
+``(logits B x C x H x W, target B x H x W) -> scalar``. The center loss is not a pixel loss but a
+flag (``loss.center``): ``srlib.losses.center.CenterLoss`` on the head features, added to any pixel
+loss. The Self-Regulation terms live in ``srlib.losses.self_regulation``.
 """
 
 import inspect
@@ -23,7 +23,7 @@ def build_pixel_loss(name: str, ignore_index: int = 255, **params):
     """The pixel loss ``name`` with ``params``; ValueError names an unknown loss or parameter
     (listing the valid ones) and bad values."""
     if name not in PIXEL_LOSSES:
-        hint = " (center loss: 'ce+center' = 'ce' plus CenterLoss in the training loop)" if "center" in name else ""
+        hint = " (the center loss is the flag loss.center, added to any pixel loss)" if "center" in name else ""
         raise ValueError(f"unknown pixel loss {name!r}; valid names: {', '.join(PIXEL_LOSSES)}{hint}")
     factory = PIXEL_LOSSES[name]
     accepted = [p for p in inspect.signature(factory).parameters if p != "ignore_index"]

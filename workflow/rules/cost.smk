@@ -11,7 +11,7 @@ rule cost:
         f"{BENCH_DIR}/cost/{COST_PATTERN}.log",
     params:
         config_path=f"{BENCH_DIR}/cost/{COST_PATTERN}.yaml",
-        config=lambda w: as_yaml(cost_config(w)),
+        config=cost_config_yaml,
     threads: RESOURCES["cost"]["threads"]
     resources:
         gpu=RESOURCES["cost"]["gpu"],

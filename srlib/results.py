@@ -1,0 +1,142 @@
+"""The run record: what a run directory holds, written in one place and read back in one place.
+
+A run directory (``srlib run CONFIG --out RUN_DIR``) holds::
+
+    run.yaml        the config fragment the workflow wrote (workflow runs only)
+    config.yaml     the resolved config, written when training starts
+    checkpoint/     while training (removed once metrics.json exists)
+    outcome.json    {"status": "FINISHED" | "FAILED", "config_hash", "error": str | null}
+                    (``srlib run --outcome``; the workflow's declared output)
+    metrics.json    the run record of a finished run, written atomically and last: the source of truth
+                    for tables and MLflow imports
+    per_class_iou.csv, pictures.png, predictions.npz   evaluation artifacts (``srlib.evaluate``)
+
+``metrics.json`` (built by ``run_record``)::
+
+    status          "FINISHED"
+    config_hash     12 hex digits identifying what the run computes (``srlib.config.config_hash``)
+    config          the resolved run config (``srlib.config.DEFAULTS`` has every key)
+    axes            {"dataset", "preset", "pixel", "sr", "seed"}: the sweep cell (``srlib.sweep.run_axes``)
+    srlib_version, git_commit, tags   code version; tags as logged to MLflow (``tracking.run_tags``)
+    threads, device                   where it ran
+    classes, palette                  the dataset's class names and RGB colours
+    metrics         validation scores, fractions (``srlib.metrics.SegmentationMetrics.compute``)
+    cost            parameters, MACs / FLOPs (test and train), step time in s, peak memory in MiB
+    train           {"iters", "wall_time_s", "final_loss", "eval_time_s", "total_time_s"}
+
+A run's status as tables count it: FINISHED (metrics.json), FAILED (outcome.json says so) or MISSING
+(neither: not run yet, or killed).
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from srlib.sweep import config_axes, run_axes
+
+METRICS_FILE = "metrics.json"
+OUTCOME_FILE = "outcome.json"
+CONFIG_HASH = "config_hash"  # key in metrics.json and outcome.json; the MLflow tag of the same name
+STATUSES = ("FINISHED", "FAILED", "KILLED")  # terminal statuses of a run (MLflow's)
+RUN_STATUSES = ("FINISHED", "FAILED", "MISSING")  # a run directory's status in tables
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write JSON to a temporary file in the same directory, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, allow_nan=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON file (record, outcome or cost file); ValueError naming the file when it is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def run_record(*, cfg: dict, config_hash: str, axes: dict, version: str, tags: dict, device: str, info: dict,
+               metrics: dict, cost: dict, train: dict) -> dict:
+    """The metrics.json record of a finished run (fields: module docstring); ``info`` = ``dataset_info``."""
+    return {
+        "status": "FINISHED",
+        CONFIG_HASH: config_hash,
+        "config": cfg,
+        "axes": axes,
+        "srlib_version": version,
+        "git_commit": tags.get("git_commit"),
+        "tags": tags,
+        "threads": cfg["threads"],
+        "device": device,
+        "classes": list(info["classes"]),
+        "palette": [list(color) for color in info["palette"]],
+        "metrics": metrics,
+        "cost": cost,
+        "train": train,
+    }
+
+
+def write_outcome(path: str | Path, status: str, config_hash: str, error: str | None = None) -> None:
+    """outcome.json: FINISHED, or FAILED with the error that stopped training."""
+    if status not in ("FINISHED", "FAILED"):
+        raise ValueError(f"an outcome is FINISHED or FAILED, got {status!r}")
+    write_json_atomic(path, {"status": status, CONFIG_HASH: config_hash, "error": error})
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def read_record(run_dir: str | Path) -> dict | None:
+    """The run's metrics.json, its "config" filled from config.yaml if missing; None when not written yet.
+
+    ValueError names the file for invalid JSON or a status outside ``STATUSES``.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    if record.get("status", "FINISHED") not in STATUSES:
+        raise ValueError(f"{path}: status must be one of {STATUSES}, got {record['status']!r}")
+    if "config" not in record and (Path(run_dir) / "config.yaml").is_file():
+        record["config"] = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    return record
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """One run directory -> {"run_dir", dataset, preset, pixel, sr, seed, "status" (RUN_STATUSES), "error",
+    "config", "result" (the record or None)}.
+
+    The axis values come from the path's key~value segments, else from the record's "axes", else from the
+    config. FileNotFoundError when outcome.json says FINISHED and metrics.json is absent.
+    """
+    run_dir = Path(run_dir)
+    outcome_path = run_dir / OUTCOME_FILE
+    outcome = read_json(outcome_path) if outcome_path.exists() else None
+    result = None
+    if outcome is None or outcome.get("status") == "FINISHED":
+        result = read_record(run_dir)
+        if result is None and outcome is not None:
+            raise FileNotFoundError(f"{run_dir / METRICS_FILE}: missing, but {outcome_path} says the run FINISHED")
+    status = "FINISHED" if result is not None else (outcome or {}).get("status", "MISSING")
+    if status not in RUN_STATUSES:
+        raise ValueError(f"{outcome_path}: unknown status {status!r}; expected FINISHED or FAILED")
+    cfg = (result or {}).get("config")
+    for name in ("config.yaml", "run.yaml"):
+        if cfg is None and (run_dir / name).exists():
+            cfg = yaml.safe_load((run_dir / name).read_text())
+    known = (result or {}).get("axes") or (config_axes(cfg) if cfg is not None else None)
+    return {"run_dir": str(run_dir), **run_axes(run_dir, known), "status": status,
+            "error": (outcome or {}).get("error"), "config": cfg, "result": result}

@@ -1,0 +1,317 @@
+"""The sweep's vocabulary in plain Python: axes, SR cell names, run and cost paths, a benchmark file expanded.
+
+A benchmark file (``benchmarks/<name>.yaml``, schema ``workflow/schemas/config.schema.yaml``) is one sweep.
+Its runs are the Cartesian product of the axes ``AXES``; each run is identified by its directory, which
+spells its axis values (``RUN_PATTERN``)::
+
+    results/<bench>/runs/dataset~<id>/preset~<preset>/pixel~<loss>/sr~<combo>/seed~<seed>/
+
+and its run config is ``base`` <- its dataset's ``config`` <- matching ``overrides`` <- the axis values.
+The axes own the run-config keys in ``OWNED_KEYS``; a fragment may not set them.
+
+Axis values: ``sr`` is ``baseline`` or the terms mea / srf / srl joined by '+' (canonical order, table
+order ``SR_ORDER``); ``pixel`` is a ``srlib.losses.PIXEL_LOSSES`` name, with ``+center`` for that loss plus
+the center loss (``loss.center: true``).
+
+Snakemake parses this for every invocation (and every cluster job), so it imports no torch, pandas or
+scipy and does O(runs) dict work only; ``workflow/rules/common.smk`` is thin glue over ``expand``.
+"""
+
+import itertools
+from pathlib import Path
+
+from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, check_schema, merge, tracking_uri
+
+AXES = ("dataset", "preset", "pixel", "sr", "seed")
+SR_TERMS = ("mea", "srf", "srl")
+SR_LABELS = {"mea": "MEA", "srf": "SR-F", "srl": "SR-L"}
+SR_ORDER = ("baseline", "mea", "mea+srf", "mea+srl", "mea+srf+srl", "srf", "srl", "srf+srl")
+FULL_SR = "mea+srf+srl"
+CENTER_SUFFIX = "+center"
+
+RUN_PATTERN = "dataset~{dataset}/preset~{preset}/pixel~{pixel}/sr~{sr}/seed~{seed}"
+COST_PATTERN = "dataset~{dataset}/preset~{preset}/exit~{exit}/sr~{sr}"
+COST_AXES = ("dataset", "preset", "exit", "sr")
+GENERATED_PATTERN = "results/data/generated/size~{size}/train~{n_train}/val~{n_val}/test~{n_test}/seed~{seed}"
+GENERATED_KEYS = ("size", "n_train", "n_val", "n_test", "seed")  # the generator parameters a sweep may set
+
+# Run-config keys that the axes or other benchmark keys set: a fragment may not set them.
+OWNED_KEYS = {
+    "seed": "axes.seed", "threads": "resources.train.threads", "tracking": "tracking",
+    "data.name": "axes.dataset", "data.root": "axes.dataset[].root", "data.label_dir": "axes.dataset[].label_dir",
+    "model.preset": "axes.preset", "loss.pixel": "axes.pixel", "loss.center": "axes.pixel",
+    "loss.mea": "axes.sr", "loss.srf": "axes.sr", "loss.srl": "axes.sr",
+}
+
+
+class BenchmarkError(ConfigError):
+    """The benchmark file is invalid; the message names the key."""
+
+
+# -- SR combinations ----------------------------------------------------------------------------------
+def canonical_sr(name: str) -> str:
+    """'baseline' or terms of mea/srf/srl joined by '+' in canonical order: 'srl+mea' -> 'mea+srl'."""
+    if name == "baseline":
+        return name
+    terms = name.split("+")
+    if not terms or any(t not in SR_TERMS for t in terms) or len(set(terms)) != len(terms):
+        raise ValueError(f"unknown SR combination {name!r}: use 'baseline' or mea, srf, srl joined by '+'")
+    return "+".join(t for t in SR_TERMS if t in terms)
+
+
+def sr_label(name: str) -> str:
+    """'mea+srf' -> '+MEA+SR-F' (the paper's row names)."""
+    return name if name == "baseline" else "".join(f"+{SR_LABELS[t]}" for t in name.split("+"))
+
+
+def sr_flags(name: str) -> dict[str, bool]:
+    """'mea+srl' -> {"mea": True, "srf": False, "srl": True} (the run config's loss flags)."""
+    terms = set(name.split("+"))
+    return {term: term in terms for term in SR_TERMS}
+
+
+def sr_from_flags(loss: dict) -> str:
+    """A run config's loss section -> its SR combination name."""
+    return "+".join(t for t in SR_TERMS if loss.get(t)) or "baseline"
+
+
+def sr_rank(name: str) -> tuple:
+    """Sort key: table order, unknown names last."""
+    return (SR_ORDER.index(name) if name in SR_ORDER else len(SR_ORDER), name)
+
+
+def expand_sr(items: list[str], where: str) -> list[str]:
+    """['all'] -> the 2^3 grid; names made canonical (srl+mea -> mea+srl); table order."""
+    names = set()
+    for item in items:
+        if item == "all":
+            names.update(SR_ORDER)
+            continue
+        try:
+            names.add(canonical_sr(item))
+        except ValueError as error:
+            raise BenchmarkError(f"{where}: {error}") from None
+    return [name for name in SR_ORDER if name in names]
+
+
+# -- pixel-loss axis values ---------------------------------------------------------------------------
+def pixel_label(loss: dict) -> str:
+    """A run config's loss section -> its pixel axis value: 'focal', or 'ce+center' with the center loss."""
+    return loss["pixel"] + (CENTER_SUFFIX if loss.get("center") is True else "")
+
+
+def pixel_flags(label: str) -> dict:
+    """Pixel axis value -> run-config loss keys: 'ce+center' -> {"pixel": "ce", "center": True}.
+
+    Without the suffix only ``pixel`` is set, so such run configs stay as they always were.
+    """
+    name = label.removesuffix(CENTER_SUFFIX)
+    return {"pixel": name, "center": True} if name != label else {"pixel": name}
+
+
+# -- paths --------------------------------------------------------------------------------------------
+def path_axes(path: str | Path) -> dict[str, str]:
+    """{'dataset': 'generated', ...} from a path's key~value segments (a trailing .json is dropped)."""
+    parts = Path(str(path).removesuffix(".json")).parts
+    return dict(part.split("~", 1) for part in parts if "~" in part)
+
+
+def config_axes(cfg: dict) -> dict:
+    """Axis values a run config implies (for run directories whose path does not spell them)."""
+    model = cfg.get("model", {})
+    preset = model.get("preset") or f"{model.get('backbone')}_{model.get('head')}"
+    return {"dataset": cfg["data"]["name"], "preset": preset, "pixel": pixel_label(cfg["loss"]),
+            "sr": sr_from_flags(cfg["loss"]), "seed": cfg["seed"]}
+
+
+def run_axes(run_dir: str | Path, known: dict | None) -> dict:
+    """A run's axis values: its path's key~value segments, the rest from ``known`` (the axes its record or
+    its config tell, see ``config_axes``).
+
+    Returns {dataset, preset, pixel, sr (canonical), seed (int)}; ValueError when neither tells them all.
+    """
+    axes = path_axes(run_dir)
+    if set(AXES) - set(axes):
+        if known is None:
+            raise ValueError(f"{run_dir}: no key~value path segments and no config to tell its dataset, preset, ...")
+        axes = {**known, **axes}
+    return {**{k: axes[k] for k in AXES}, "sr": canonical_sr(axes["sr"]), "seed": int(axes["seed"])}
+
+
+# -- run-config fragments -----------------------------------------------------------------------------
+def _flat_keys(fragment: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in fragment.items():
+        keys.append(prefix + key)
+        if isinstance(value, dict):
+            keys += _flat_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def check_fragment(fragment: dict, where: str) -> None:
+    """Reject unknown keys, wrong types and axis-owned keys in a run-config fragment, naming the key.
+
+    Registry names (preset, dataset, pixel loss, ...) are checked by ``srlib run`` itself (that needs torch).
+    """
+    for key in _flat_keys(fragment):
+        if key in OWNED_KEYS:
+            raise BenchmarkError(f"{where}.{key}: set by the benchmark's {OWNED_KEYS[key]}, not in a run-config fragment")
+    try:
+        check_schema(merge(DEFAULTS, fragment), "benchmark file", prefix=f"{where}.")
+    except ConfigError as error:
+        raise BenchmarkError(f"{error} (see srlib/config.py DEFAULTS)") from None
+
+
+# -- a benchmark file expanded ------------------------------------------------------------------------
+def generated_root(generate: dict) -> str:
+    """The generated dataset's directory, which spells its parameters."""
+    return GENERATED_PATTERN.format(**generate)
+
+
+def dataset_entries(bench: dict) -> dict[str, dict]:
+    """axes.dataset -> {id: {name, root, label_dir, config, generate}}; roots resolved, real roots checked."""
+    entries = {}
+    for i, item in enumerate(bench["axes"]["dataset"]):
+        where = f"axes.dataset[{i}]"
+        entry = {"name": item} if isinstance(item, str) else dict(item)
+        entry.setdefault("id", entry["name"])
+        entry.setdefault("label_dir", None)
+        entry["config"] = entry.get("config") or {}
+        check_fragment(entry["config"], f"{where}.config")
+        if entry["id"] in entries:
+            raise BenchmarkError(f"{where}: dataset id {entry['id']!r} appears twice; give one entry an `id`")
+        if entry["name"] == "generated" and "root" not in entry:
+            entry["generate"] = {**{k: GENERATE_DEFAULTS[k] for k in GENERATED_KEYS}, **entry.get("generate", {})}
+            entry["root"] = generated_root(entry["generate"])
+        elif "generate" in entry:
+            raise BenchmarkError(f"{where}.generate: only for the generated dataset without an explicit root")
+        else:
+            if "root" not in entry:
+                if not bench.get("datasets_root"):
+                    raise BenchmarkError(
+                        f"{where}: dataset {entry['name']!r} needs a root: give --config datasets_root=DIR "
+                        f"(read as DIR/{entry['name']}) or a `root` in its entry"
+                    )
+                entry["root"] = str(Path(bench["datasets_root"]) / entry["name"])
+            if not Path(entry["root"]).is_dir():
+                raise BenchmarkError(f"{where}: dataset {entry['name']!r} root {entry['root']!r} is not a directory")
+        entries[entry["id"]] = entry
+    return entries
+
+
+def run_overrides(bench: dict, axes: dict[str, list[str]]) -> list[dict]:
+    """overrides[] with `where` values as sets of strings (canonical SR names), each checked against its axis."""
+    rules = []
+    for i, item in enumerate(bench.get("overrides") or []):
+        check_fragment(item["config"], f"overrides[{i}].config")
+        where = {}
+        for axis, values in item["where"].items():
+            values = values if isinstance(values, list) else [values]
+            if axis == "sr":
+                values = expand_sr(values, f"overrides[{i}].where.sr")
+            where[axis] = {str(v) for v in values}
+            unknown = where[axis] - set(axes[axis])
+            if unknown:
+                raise BenchmarkError(
+                    f"overrides[{i}].where.{axis}: {sorted(unknown)} not on the axis; valid: {', '.join(axes[axis])}"
+                )
+        rules.append({"where": where, "config": item["config"]})
+    return rules
+
+
+def expand(bench: dict) -> dict:
+    """A benchmark file (schema defaults filled) -> the sweep, validated; BenchmarkError names a bad key.
+
+    Returns {"name", "dir", "datasets" (see dataset_entries), "axes" ({axis: [value as str]}), "overrides",
+    "resources", "tracking" ({enabled, uri, experiment}), "runs" (one {axis: value} per run, in product
+    order), "run_dirs", "costs" (one {dataset, preset, exit, sr} per cost job), "cost_files"}.
+    """
+    check_fragment(bench.get("base") or {}, "base")
+    datasets = dataset_entries(bench)
+    axes_cfg = bench["axes"]
+    axes = {
+        "dataset": list(datasets),
+        "preset": list(dict.fromkeys(axes_cfg["preset"])),
+        "pixel": list(dict.fromkeys(axes_cfg.get("pixel") or ["ce"])),
+        "sr": expand_sr(axes_cfg.get("sr") or ["all"], "axes.sr"),
+        "seed": [str(s) for s in dict.fromkeys(axes_cfg.get("seed") or [0, 1, 2])],
+    }
+    bench_dir = f"results/{bench['name']}"
+    tracking = bench.get("tracking") or {}
+    cost = bench.get("cost") or {}
+    base_exit = (bench.get("base") or {}).get("model", {}).get("exit", DEFAULTS["model"]["exit"])
+    cost_sr = expand_sr(cost["sr"], "cost.sr") if cost.get("sr") else axes["sr"]
+    runs = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    costs = [
+        {"dataset": d, "preset": p, "exit": "none" if sr == "baseline" else e, "sr": sr}
+        for d, p, e, sr in itertools.product(axes["dataset"], axes["preset"], cost.get("exits") or [base_exit], cost_sr)
+    ]
+    return {
+        "name": bench["name"],
+        "dir": bench_dir,
+        "base": bench.get("base") or {},
+        "datasets": datasets,
+        "axes": axes,
+        "overrides": run_overrides(bench, axes),
+        "resources": bench.get("resources") or {},
+        "tracking": {
+            "enabled": tracking.get("enabled", True),
+            # relative to the workflow directory: the URI is part of every run.yaml, which must not change
+            # when the checkout moves
+            "uri": tracking_uri(tracking.get("uri"), absolute=False),
+            "experiment": tracking.get("experiment") or bench["name"],
+        },
+        "runs": runs,
+        "run_dirs": [f"{bench_dir}/runs/{RUN_PATTERN.format(**run)}" for run in runs],
+        "costs": costs,
+        "cost_files": list(dict.fromkeys(f"{bench_dir}/cost/{COST_PATTERN.format(**c)}.json" for c in costs)),
+    }
+
+
+# -- per-run config -----------------------------------------------------------------------------------
+def matching_overrides(sweep: dict, run: dict) -> tuple[int, ...]:
+    """Indices of the overrides whose `where` matches ``run`` (axis values as strings)."""
+    return tuple(i for i, rule in enumerate(sweep["overrides"])
+                 if all(run[axis] in values for axis, values in rule["where"].items()))
+
+
+def group_config(sweep: dict, dataset: str, matching: tuple[int, ...]) -> dict:
+    """base <- the dataset's config <- the overrides ``matching``; the same for every run of that group."""
+    cfg = merge(sweep["base"], sweep["datasets"][dataset]["config"])
+    for i in matching:
+        cfg = merge(cfg, sweep["overrides"][i]["config"])
+    return cfg
+
+
+def fixed_config(sweep: dict, run: dict) -> dict:
+    """The run-config keys the axes own (``OWNED_KEYS``), for one run."""
+    entry = sweep["datasets"][run["dataset"]]
+    return {
+        "seed": int(run["seed"]),
+        "threads": sweep["resources"]["train"]["threads"],
+        "data": {"name": entry["name"], "root": entry["root"], "label_dir": entry["label_dir"]},
+        "model": {"preset": run["preset"]},
+        "loss": {**pixel_flags(run["pixel"]), **sr_flags(run["sr"])},
+        "tracking": dict(sweep["tracking"]),
+    }
+
+
+def run_config(sweep: dict, run: dict, group: dict | None = None) -> dict:
+    """The run-config fragment of one run (``srlib run`` adds the defaults and validates it).
+
+    ``group``: its ``group_config``, when the caller has it cached.
+    """
+    if group is None:
+        group = group_config(sweep, run["dataset"], matching_overrides(sweep, run))
+    return merge(group, fixed_config(sweep, run))
+
+
+def cost_config(sweep: dict, cost: dict) -> dict:
+    """Config measured by the cost rule: the first pixel loss and seed of the sweep, tracking off."""
+    run = {"dataset": cost["dataset"], "preset": cost["preset"], "pixel": sweep["axes"]["pixel"][0],
+           "sr": cost["sr"], "seed": sweep["axes"]["seed"][0]}
+    cfg = run_config(sweep, run)
+    cfg["tracking"]["enabled"] = False
+    if cost["exit"] != "none":
+        cfg["model"]["exit"] = cost["exit"]
+    return cfg

@@ -1,0 +1,118 @@
+"""srlib.sweep in-process: SR names, axis expansion, run paths and their parser, each run's config."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from srlib import sweep
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+BENCH = {
+    "name": "unit",
+    "base": {"optim": {"iters": 3}},
+    "axes": {
+        "dataset": [{"name": "generated", "generate": {"size": 32}}],
+        "preset": ["p1", "p2"],
+        "pixel": ["ce", "focal+center"],
+        "sr": ["srl+mea", "baseline"],
+        "seed": [0, 1],
+    },
+    "overrides": [{"where": {"preset": "p2", "sr": "mea+srl"}, "config": {"optim": {"lr": 0.5}}}],
+    "resources": {"train": {"threads": 2}},
+}
+
+
+def expanded(bench: dict) -> dict:
+    bench = copy.deepcopy(bench)
+    validate(bench, SCHEMA)  # fills the schema defaults, as Snakemake does
+    return sweep.expand(bench)
+
+
+def test_sr_names_are_canonical_and_labelled():
+    assert sweep.canonical_sr("srl+mea") == "mea+srl"
+    assert sweep.sr_label("mea+srf+srl") == "+MEA+SR-F+SR-L"
+    assert sweep.sr_from_flags(sweep.sr_flags("srf+srl")) == "srf+srl"
+    with pytest.raises(ValueError, match=r"'mea\+mae'"):
+        sweep.canonical_sr("mea+mae")
+    assert sweep.expand_sr(["all"], "axes.sr") == list(sweep.SR_ORDER)
+
+
+def test_pixel_labels_round_trip_through_the_run_config():
+    for label in ("ce", "lal", "ce+center", "focal+center"):
+        assert sweep.pixel_label(sweep.pixel_flags(label)) == label
+    assert sweep.pixel_flags("ce") == {"pixel": "ce"}  # configs without center keep their old shape
+
+
+def test_runs_are_the_product_of_the_axes_in_table_order():
+    sw = expanded(BENCH)
+    assert sw["axes"]["sr"] == ["baseline", "mea+srl"]
+    assert len(sw["runs"]) == 1 * 2 * 2 * 2 * 2
+    first = sw["run_dirs"][0]
+    assert first == ("results/unit/runs/dataset~generated/preset~p1/pixel~ce/sr~baseline/seed~0")
+    assert sweep.generated_root(sw["datasets"]["generated"]["generate"]) == \
+        "results/data/generated/size~32/train~2000/val~500/test~500/seed~0"
+    # cost: per dataset x preset x SR combination, the baseline without exits
+    assert sorted(c["exit"] for c in sw["costs"]) == ["light", "light", "none", "none"]
+
+
+def test_paths_spell_the_axes_and_parse_back():
+    sw = expanded(BENCH)
+    for run, run_dir in zip(sw["runs"], sw["run_dirs"]):
+        assert sweep.path_axes(run_dir) == run
+        assert sweep.run_axes(run_dir, None) == {**run, "seed": int(run["seed"])}
+    cost = sw["cost_files"][-1]
+    assert sweep.path_axes(cost) == {"dataset": "generated", "preset": "p2", "exit": "light", "sr": "mea+srl"}
+
+
+def test_run_dir_without_segments_takes_its_axes_from_the_config():
+    cfg = {"seed": 3, "data": {"name": "voc_aug"}, "model": {"preset": "p"},
+           "loss": {"pixel": "ce", "center": True, "mea": True, "srf": False, "srl": True}}
+    assert sweep.run_axes("somewhere/run", sweep.config_axes(cfg)) == {"dataset": "voc_aug", "preset": "p", "pixel": "ce+center",
+                                                    "sr": "mea+srl", "seed": 3}
+    with pytest.raises(ValueError, match="no key~value path segments"):
+        sweep.run_axes("somewhere/run", None)
+
+
+def test_run_config_is_base_dataset_overrides_then_axes():
+    sw = expanded(BENCH)
+    run = {"dataset": "generated", "preset": "p2", "pixel": "focal+center", "sr": "mea+srl", "seed": "1"}
+    cfg = sweep.run_config(sw, run)
+    assert cfg["optim"] == {"iters": 3, "lr": 0.5}
+    assert cfg["loss"] == {"pixel": "focal", "center": True, "mea": True, "srf": False, "srl": True}
+    assert (cfg["seed"], cfg["threads"], cfg["model"]["preset"]) == (1, 2, "p2")
+    assert cfg["data"]["root"] == sw["datasets"]["generated"]["root"]
+    assert cfg["tracking"] == {"enabled": True, "uri": cfg["tracking"]["uri"], "experiment": "unit"}
+    other = sweep.run_config(sw, {**run, "preset": "p1"})
+    assert "lr" not in other["optim"]  # the override matches p2 only
+    cost = sweep.cost_config(sw, {"dataset": "generated", "preset": "p1", "exit": "official", "sr": "mea+srl"})
+    assert cost["model"]["exit"] == "official" and cost["tracking"]["enabled"] is False
+    assert cost["loss"]["pixel"] == "ce" and cost["seed"] == 0  # the first pixel loss and seed
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda b: b["base"].update(seed=3), "base.seed: set by the benchmark's axes.seed"),
+    (lambda b: b["base"].update(loss={"center": True}), "base.loss.center: set by the benchmark's axes.pixel"),
+    (lambda b: b["base"]["optim"].update(itres=5), "'base.optim.itres'"),
+    (lambda b: b["base"]["optim"].update(lr="fast"), "'base.optim.lr'"),
+    (lambda b: b["overrides"][0]["where"].update(seed=7), "overrides[0].where.seed: ['7'] not on the axis"),
+    (lambda b: b["axes"].update(sr=["mea+mea"]), "axes.sr: unknown SR combination 'mea+mea'"),
+    (lambda b: b["axes"]["dataset"].append("generated"), "dataset id 'generated' appears twice"),
+    (lambda b: b["axes"]["dataset"].append("voc_aug"), "needs a root"),
+])
+def test_bad_benchmarks_are_rejected_naming_the_key(change, named):
+    bench = copy.deepcopy(BENCH)
+    change(bench)
+    with pytest.raises(sweep.BenchmarkError) as error:
+        expanded(bench)
+    assert named in str(error.value)
+
+
+def test_the_committed_benchmarks_expand():
+    default = expanded(yaml.safe_load((REPO / "benchmarks" / "default.yaml").read_text()))
+    assert len(default["runs"]) == 24 and len(default["cost_files"]) == 3
+    losses = expanded(yaml.safe_load((REPO / "benchmarks" / "losses.yaml").read_text()))
+    assert "ce+center" in losses["axes"]["pixel"]
