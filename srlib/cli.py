@@ -5,7 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
-from srlib.config import ConfigError, config_hash, resolve_config
+from srlib.config import GENERATE_DEFAULTS, ConfigError, config_hash, resolve_config
 
 EXIT_BAD_INPUT = 2
 # Bad input exits 2 with a message naming it (found before training starts, it leaves no run directory).
@@ -54,11 +54,9 @@ def cmd_cost(args) -> int:
 
 
 def cmd_generate_data(args) -> int:
-    from srlib.data.generated import generate, save_sample_grid
+    from srlib.data.synth import generate, save_sample_grid
 
-    stats = generate(args.root, seed=args.seed, size=args.size, n_train=args.n_train, n_val=args.n_val,
-                     n_test=args.n_test, thin_part_prob=args.thin_part_prob,
-                     small_object_prob=args.small_object_prob, workers=args.workers)
+    stats = generate(args.root, workers=args.workers, **{key: getattr(args, key) for key in GENERATE_DEFAULTS})
     print(f"dataset at {args.root}: {stats}")
     if args.grid:
         save_sample_grid(args.root, args.grid)
@@ -111,13 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate-data", help="write the embedded failure-mode dataset")
     gen.add_argument("--root", required=True)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--size", type=int, default=64)
-    gen.add_argument("--n-train", type=int, default=2000)
-    gen.add_argument("--n-val", type=int, default=500)
-    gen.add_argument("--n-test", type=int, default=500)
-    gen.add_argument("--thin-part-prob", type=float, default=0.9, help="chance each thin part is drawn")
-    gen.add_argument("--small-object-prob", type=float, default=0.5, help="chance an image gets small objects")
+    helps = {"thin_part_prob": "chance each thin part is drawn", "small_object_prob": "chance an image gets small objects"}
+    for key, default in GENERATE_DEFAULTS.items():
+        gen.add_argument(f"--{key.replace('_', '-')}", type=type(default), default=default, help=helps.get(key))
     gen.add_argument("--workers", type=int, default=1)
     gen.add_argument("--grid", help="also write a PNG grid of samples with masks and parts overlaid")
     gen.set_defaults(func=cmd_generate_data)

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from srlib.data.common import color_table
 from srlib.data.transforms import denormalize
 from srlib.inference import predict_logits
 from srlib.metrics import SegmentationMetrics
@@ -56,9 +57,7 @@ def same_size_batches(items: list[dict]) -> list[dict]:
 
 def colorize(labels: np.ndarray, palette) -> np.ndarray:
     """Class-index map H x W -> RGB uint8 H x W x 3; ignore (255) drawn white."""
-    table = np.full((256, 3), 255, dtype=np.uint8)
-    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    return table[labels.clip(0, 255).astype(np.uint8)]
+    return color_table(palette)[labels.clip(0, 255).astype(np.uint8)]
 
 
 def picture_grid(pictures: dict, palette) -> np.ndarray:

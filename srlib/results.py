@@ -1,5 +1,8 @@
 """The run record: what a run directory holds, written in one place and read back in one place.
 
+``collect_runs`` reads many run directories into a pandas frame for tables and figures (pandas is
+imported there only: the workflow imports this module at parse time).
+
 A run directory (``srlib run CONFIG --out RUN_DIR``) holds::
 
     run.yaml        the config fragment the workflow wrote (workflow runs only)
@@ -28,6 +31,7 @@ A run's status as tables count it: FINISHED (metrics.json), FAILED (outcome.json
 (neither: not run yet, or killed).
 """
 
+import glob
 import json
 import os
 import tempfile
@@ -35,13 +39,20 @@ from pathlib import Path
 
 import yaml
 
-from srlib.sweep import config_axes, run_axes
+from srlib.sweep import AXES, config_axes, run_axes, sr_rank
 
 METRICS_FILE = "metrics.json"
 OUTCOME_FILE = "outcome.json"
 CONFIG_HASH = "config_hash"  # key in metrics.json and outcome.json; the MLflow tag of the same name
 STATUSES = ("FINISHED", "FAILED", "KILLED")  # terminal statuses of a run (MLflow's)
 RUN_STATUSES = ("FINISHED", "FAILED", "MISSING")  # a run directory's status in tables
+FAILURE_METRICS = {
+    "thin_part_iou": "thin-part IoU",
+    "body_iou": "body IoU",
+    "small_object_iou": "small-object IoU",
+    "hallucination_rate": "hallucinated-class rate",
+}
+METRIC_NAMES = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy", **FAILURE_METRICS}  # display names of record metrics
 
 
 def write_json_atomic(path: str | Path, data) -> None:
@@ -140,3 +151,51 @@ def load_run(run_dir: str | Path) -> dict:
     known = (result or {}).get("axes") or (config_axes(cfg) if cfg is not None else None)
     return {"run_dir": str(run_dir), **run_axes(run_dir, known), "status": status,
             "error": (outcome or {}).get("error"), "config": cfg, "result": result}
+
+
+# -- many runs: a pandas frame, one row per run ---------------------------------------------------------
+def expand_runs(runs) -> list[Path]:
+    """Run directories from a list of directories and/or glob patterns (a pattern may match none)."""
+    if isinstance(runs, (str, Path)):
+        runs = [runs]
+    dirs = []
+    for item in runs:
+        item = str(item)
+        matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
+        dirs += [Path(m) for m in matches]
+    return dirs
+
+
+def collect_runs(runs):
+    """pandas DataFrame, one row per run (columns: run_dir, AXES, status, error, config, result)."""
+    import pandas as pd
+
+    records = [load_run(d) for d in expand_runs(runs)]
+    frame = pd.DataFrame(records, columns=["run_dir", *AXES, "status", "error", "config", "result"])
+    duplicated = frame[frame.duplicated(list(AXES), keep=False)]
+    if len(duplicated):
+        raise ValueError(f"several run directories have the same parameters: {sorted(duplicated['run_dir'])}")
+    return frame
+
+
+def score(result: dict | None, key: str):
+    """A record's metric ``key`` (a fraction), None for a run without a record or without that score."""
+    return None if result is None else result.get("metrics", {}).get(key)
+
+
+def groups(frame, keys: list[str]):
+    """({key: value}, sub-frame) per distinct combination of ``keys``, sorted."""
+    for values, group in frame.groupby(keys, sort=True):
+        yield dict(zip(keys, values)), group
+
+
+def ordered_sr(frame) -> list[str]:
+    """The frame's SR combinations in table order."""
+    return sorted(set(frame["sr"]), key=sr_rank)
+
+
+def status_note(group) -> str:
+    """'FAILED 1/3' / 'MISSING 2/3' for the runs of one cell; '' when all finished."""
+    total = len(group)
+    return " · ".join(f"{s} {(group['status'] == s).sum()}/{total}" for s in ("FAILED", "MISSING")
+                      if (group["status"] == s).any())

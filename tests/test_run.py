@@ -13,7 +13,7 @@ import yaml
 from mlflow import MlflowClient
 
 from srlib.cli import main
-from srlib.data.generated import generate
+from srlib.data.synth import generate
 
 ITERS = 12
 

@@ -5,9 +5,10 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from srlib import tables
+from srlib import figures, results, stats, tables
+from srlib.sweep import FULL_SR
 
 BASE = {0: 0.70, 1: 0.72, 2: 0.74}
 FULL = {0: 0.71, 1: 0.74, 2: 0.75}  # differences 0.01, 0.02, 0.01 -> t = 4, df = 2
@@ -72,20 +73,20 @@ def bench(tmp_path):
 
 def test_mean_ci_matches_scipy_t_interval():
     values = list(BASE.values())
-    mean, half, n = tables.mean_ci(values)
-    low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    mean, half, n = stats.mean_ci(values)
+    low, high = scipy_stats.t.interval(0.95, 2, loc=np.mean(values), scale=scipy_stats.sem(values))
     assert n == 3 and mean == pytest.approx(0.72)
     assert half == pytest.approx((high - low) / 2) == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-6)
-    assert math.isnan(tables.mean_ci([0.5])[1]) and tables.mean_ci([None, math.nan]) [2] == 0
+    assert math.isnan(stats.mean_ci([0.5])[1]) and stats.mean_ci([None, math.nan]) [2] == 0
 
 
 def test_paired_difference_matches_paired_t_test():
-    diff = tables.paired_difference(FULL, BASE)
+    diff = stats.paired_difference(FULL, BASE)
     # t = mean(d) / (sd(d) / sqrt(3)) = 4 with 2 dof: two-sided p = 1 - t / sqrt(t^2 + 2)
     assert diff["n"] == 3 and diff["mean"] == pytest.approx(0.04 / 3)
     assert diff["p"] == pytest.approx(1 - 4 / math.sqrt(18), rel=1e-6)
-    assert diff["p"] == pytest.approx(stats.ttest_rel(list(FULL.values()), list(BASE.values())).pvalue)
-    only_shared = tables.paired_difference({0: 0.8, 5: 0.9}, BASE)
+    assert diff["p"] == pytest.approx(scipy_stats.ttest_rel(list(FULL.values()), list(BASE.values())).pvalue)
+    only_shared = stats.paired_difference({0: 0.8, 5: 0.9}, BASE)
     assert only_shared["n"] == 1 and math.isnan(only_shared["p"])
 
 
@@ -98,7 +99,7 @@ def test_tables_hold_exactly_the_runs_and_show_failures(bench):
     assert [row.split("|")[1].strip() for row in rows] == ["baseline", "+MEA", "+MEA+SR-F+SR-L"]
     mea_row, full_row = rows[1], rows[2]
     assert "FAILED 1/3" in mea_row and "MISSING 1/3" in mea_row and "71.0 ± n/a (n=1)" in mea_row
-    half = 100 * tables.mean_ci(list(FULL.values()))[1]
+    half = 100 * stats.mean_ci(list(FULL.values()))[1]
     assert f"73.3 ± {half:.1f} (n=3)" in full_row
     assert "+1.3 ± " in full_row and "p=0.057" in full_row
     assert "NonFiniteLoss" in ablation  # the failed run is listed with its error
@@ -126,16 +127,16 @@ def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
 def test_finished_outcome_without_metrics_is_an_error_naming_the_file(bench):
     (_run_dir(bench, "baseline", 1) / "metrics.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"sr~baseline/seed~1/metrics.json"):
-        tables.collect_runs(str(bench / "runs/**/seed~*"))
+        results.collect_runs(str(bench / "runs/**/seed~*"))
 
 
 def test_picture_grid_falls_back_to_a_note_without_predictions(bench, tmp_path):
-    frame = tables.collect_runs(str(bench / "runs/**/seed~*"))
-    assert tables._prediction_pair(frame, tables.FULL_SR)[1] == 0
+    frame = results.collect_runs(str(bench / "runs/**/seed~*"))
+    assert figures._prediction_pair(frame, FULL_SR)[1] == 0
     for path in (bench / "runs").rglob("predictions.npz"):
         path.unlink()
-    assert tables._prediction_pair(frame, tables.FULL_SR) is None
-    assert tables.plot_pictures(frame, tmp_path / "p.png").stat().st_size > 0
+    assert figures._prediction_pair(frame, FULL_SR) is None
+    assert figures.plot_pictures(frame, tmp_path / "p.png").stat().st_size > 0
 
 
 def test_cost_tables_are_split_by_pixel_loss_with_their_own_baselines():

@@ -40,6 +40,19 @@ def voc_colormap(n: int) -> list[list[int]]:
     return palette
 
 
+def color_table(palette, fill: int = 255) -> np.ndarray:
+    """Label value -> colour lookup table, uint8 256 x 3: the RGB triplets of ``palette`` for class ids
+    0..len-1, white for the ignore index 255, grey level ``fill`` (default white) for every other value.
+
+    ``color_table(palette)[labels]`` colours an index map H x W as RGB H x W x 3.
+    """
+    table = np.full((256, 3), fill, dtype=np.uint8)
+    colors = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
+    table[: len(colors)] = colors
+    table[IGNORE_INDEX] = 255
+    return table
+
+
 def check_split(dataset: str, split: str, splits, label_dir) -> None:
     """Reject unknown splits, and pseudo masks (``label_dir``) anywhere but the training split."""
     if split not in splits:
