@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from srlib.losses import PIXEL_LOSSES, build_pixel_loss
 from srlib.losses.center import DEFAULT_LAMBDA, CenterLoss
-from srlib.losses.locally_adaptive import locally_adaptive_loss
+from srlib.losses.locally_adaptive import _SameLabelPooling, locally_adaptive_loss
 
 IGNORE = 255
 
@@ -67,11 +67,23 @@ def test_lal_matches_the_pixel_loop_in_value_and_gradient(window, shape, labels)
     ks = (1.0, 2.0, 3.0)
     expected = loop_lal(logits, target, window, ks)
     for k, want in zip(ks, expected):
-        got = locally_adaptive_loss(logits, target, window=window, k=k)
-        (grad_got,) = torch.autograd.grad(got, logits)
         (grad_want,) = torch.autograd.grad(want, logits, retain_graph=True)
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(grad_got, grad_want, rtol=1e-8, atol=1e-12)
+        for layout in (torch.contiguous_format, torch.channels_last):  # the convolution runs channels-last
+            arranged = logits.detach().contiguous(memory_format=layout).requires_grad_()
+            got = locally_adaptive_loss(arranged, target, window=window, k=k)
+            (grad_got,) = torch.autograd.grad(got, arranged)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(grad_got, grad_want, rtol=1e-8, atol=1e-12)
+            assert grad_got.is_contiguous(memory_format=layout)
+
+
+def test_lal_reference_cases_cover_both_pooling_forms():
+    """The loop test's labels exercise convolution-plus-correction and the sparse-only form."""
+    forms = set()
+    for window in (3, 5, 7):
+        for target in (blocky_labels(2, 9, 9, 3, seed=window), blocky_labels(1, 5, 4, 4, seed=window), halves(1, 12, 16)):
+            forms.add(_SameLabelPooling(target, window, IGNORE, torch.float64).sparse_only)
+    assert forms == {False, True}
 
 
 def test_lal_float32_and_registry_entry_agree_with_float64():

@@ -22,11 +22,13 @@ outside the image are left out of the sum and of m_p. With no valid pixel the lo
 Cost. A naive version unfolds the map into every window: w^2 copies (25x at w = 5). Here the
 pooling is a linear map A (A_pq = w_(q-p) [y_q = y_p], zero rows for ignore pixels), applied as
 a depthwise convolution with the window weights (right wherever the whole window shares one
-label) minus a sparse CSR correction at pixels near a label boundary. A is symmetric, so the
-backward pass applies the same A to the gradient, and a custom autograd function keeps two
-map-sized tensors (the normalised map and exp of the pooled logits, which the backward then
-overwrites). Time grows with the share of boundary pixels; ``benchmarks/lal_cost.py`` measures
-time and peak memory against cross-entropy.
+label) minus a sparse CSR correction at pixels near a label boundary; where labels are so
+fragmented that A itself has fewer entries than that correction, as A alone (sparse). A is
+symmetric, so the backward pass applies the same A to the gradient, and a custom autograd
+function keeps two map-sized tensors (the normalised map and exp of the pooled logits, which the
+backward then overwrites). The convolution runs channels-last, so channels-first logits pay one
+transposing pass each way. Time grows with the share of boundary pixels;
+``benchmarks/lal_cost.py`` measures time and peak memory against cross-entropy.
 """
 
 import functools
@@ -42,7 +44,7 @@ WINDOWS = (3, 5, 7)
 DEFAULT_WINDOW = 5
 DEFAULT_K = 3.0
 EPS = 1e-5
-_BUILD_ROWS = 1 << 16  # boundary pixels per step while building the correction (bounds temporaries)
+_BUILD_ROWS = 1 << 16  # matrix rows per step while building the sparse matrix (bounds temporaries)
 # |v_c| <= 2 sqrt(C - 1) after normalisation, so exp(v) cannot overflow float32 below ~1900 classes.
 _NO_SHIFT_MAX_CHANNELS = 1000
 
@@ -65,12 +67,15 @@ def window_weights(window: int) -> Tensor:
 class _SameLabelPooling:
     """The symmetric pooling matrix A of one label batch (B x H x W) and its product with maps.
 
-    ``A = V (K - D)``: K is the depthwise convolution with the window weights (zero padding);
-    D holds, for *boundary* pixels only, the weights of the in-image neighbours whose label
-    differs (ignore neighbours included); V zeroes the rows of ignore pixels (left to the
-    caller). D is a CSR matrix over pixels, built once per batch and used by the forward and the
-    backward pass. Maps are pixel-major (N, C), N = B*H*W pixels in (b, i, j) order.
-    Attributes: ``inv_count`` (N,) 1 / m_p, 0 at ignore pixels; ``valid`` (N,) bool.
+    Two exact forms, whichever stores fewer sparse entries. Usually ``A = V (K - D)``: K is the
+    depthwise convolution with the window weights (zero padding); D holds, for the valid pixels
+    whose window is not all one label ("boundary rows"), the weights of the in-image neighbours
+    whose label differs (ignore neighbours included); V zeroes the rows of ignore pixels (left to
+    the caller). Where most windows are mixed (fragmented labels), A itself (the same-label
+    entries) is smaller than D, and ``sparse_only`` applies it without the convolution. The sparse
+    matrix is CSR (its rows x pixels), built once per batch and used by the forward and the
+    backward pass. Maps are pixel-major (N, C), N = B*H*W pixels in (b, i, j) order. Attributes:
+    ``inv_count`` (N,) 1 / m_p, 0 at ignore pixels; ``valid`` (N,) bool.
     """
 
     def __init__(self, target: Tensor, window: int, ignore_index: int, dtype: torch.dtype):
@@ -91,46 +96,64 @@ class _SameLabelPooling:
             dy, dx = divmod(slot, window)
             torch.ne(neighbour[:, dy : dy + height, dx : dx + width], centre, out=differs[slot])
             differs[slot] &= rows_inside[:, dy, None] & cols_inside[None, :, dx]
-        differing = differs.view(torch.uint8).sum(0, dtype=torch.uint8)  # (B, H, W)
-        count = rows_inside.sum(1)[:, None] * cols_inside.sum(1) - differing  # m_p at valid pixels
-        self.inv_count = self.valid / count.reshape(-1).to(dtype).clamp_min_(1)
-        boundary = self.valid & (differing.reshape(-1) > 0)
-        self.correction = self._correction(boundary, differs.view(slots, -1))
+        differing = differs.view(torch.uint8).sum(0, dtype=torch.uint8).view(-1)  # (N,)
+        in_image = (rows_inside.sum(1)[:, None] * cols_inside.sum(1)).to(dtype)  # (H, W) window positions
+        count = (in_image.expand(batch, height, width).reshape(-1) - differing).clamp_min_(1)  # m_p
+        self.inv_count = self.valid / count
+        # The sparse form with fewer entries: D (differing neighbours of boundary rows) or A itself.
+        self.sparse_only = bool(count[self.valid].sum() < differing[self.valid].sum(dtype=torch.int64))
+        if self.sparse_only:
+            inside = (rows_inside.T[:, None, :, None] & cols_inside.T[None, :, None, :]).view(slots, 1, height, width)
+            entries = ~differs & inside & self.valid.view(1, batch, height, width)
+            self.rows = torch.arange(self.valid.numel(), device=device)
+        else:
+            entries = differs
+            self.rows = (self.valid & (differing > 0)).nonzero().squeeze(1)
+        self.matrix = self._csr(entries.view(slots, -1))
 
-    def _correction(self, boundary: Tensor, differs: Tensor) -> Tensor:
-        """D as CSR (N x N): row p holds w_s at each in-image neighbour p + s with another label."""
-        width, r, device = self.shape[2], self.window // 2, boundary.device
+    def _csr(self, entries: Tensor) -> Tensor:
+        """CSR (len(rows) x N) of the window weights at ``entries`` (slots x N bool) of each row:
+        row p holds w_s at pixel p + s where entries[s, p]. Built _BUILD_ROWS rows at a time."""
+        width, r, device = self.shape[2], self.window // 2, entries.device
         offsets = torch.arange(-r, r + 1, device=device, dtype=torch.int32)
         step = (offsets[:, None] * width + offsets).view(-1)  # pixel-index step of each slot
         weights = self.weights.view(-1)
-        per_row = torch.zeros(boundary.numel(), dtype=torch.int32, device=device)
+        per_row = torch.zeros(len(self.rows), dtype=torch.int32, device=device)
         columns, values = [torch.zeros(0, dtype=torch.int32, device=device)], [weights[:0]]
-        for pixels in boundary.nonzero().squeeze(1).split(_BUILD_ROWS):
-            rows = differs[:, pixels].t().contiguous()  # (n, slots)
-            per_row[pixels] = rows.sum(1, dtype=torch.int32)
-            # masked_select keeps row-major order: by pixel, then by slot, as CSR wants.
-            columns.append(torch.masked_select(pixels.to(torch.int32)[:, None] + step, rows))
-            values.append(torch.masked_select(weights, rows))
-        crow = torch.zeros(boundary.numel() + 1, dtype=torch.int32, device=device)
+        for start, pixels in zip(range(0, len(self.rows), _BUILD_ROWS), self.rows.split(_BUILD_ROWS)):
+            rows = entries[:, pixels].t()  # (n, slots)
+            per_row[start : start + len(pixels)] = rows.sum(1, dtype=torch.int32)
+            # nonzero keeps row-major order: by pixel, then by slot, as CSR wants.
+            row, slot = rows.nonzero(as_tuple=True)
+            columns.append(pixels.to(torch.int32)[row] + step[slot])
+            values.append(weights[slot])
+        crow = torch.zeros(len(self.rows) + 1, dtype=torch.int32, device=device)
         torch.cumsum(per_row, 0, out=crow[1:])
         with warnings.catch_warnings():  # "sparse CSR support is in beta" (once per process)
             warnings.simplefilter("ignore", UserWarning)
             return torch.sparse_csr_tensor(
-                crow, torch.cat(columns), torch.cat(values), size=(boundary.numel(), boundary.numel()),
+                crow, torch.cat(columns), torch.cat(values), size=(len(self.rows), self.valid.numel()),
                 check_invariants=False,
             )
 
     def apply(self, pixels: Tensor) -> Tensor:
-        """(K - D) @ map: pixel-major (N, C) map -> new (N, C); rows of ignore pixels are not zeroed."""
+        """A @ map up to ignore rows: pixel-major (N, C) map -> new (N, C); rows of ignore pixels are not zeroed."""
+        if self.sparse_only:
+            return self._sparse_product(pixels)
         batch, height, width = self.shape
         channels = pixels.shape[1]
         image = pixels.view(batch, height, width, channels).permute(0, 3, 1, 2)  # channels-last B x C x H x W
         kernel = self.weights.expand(channels, 1, self.window, self.window)
         out = F.conv2d(image, kernel, padding=self.window // 2, groups=channels)
         out = out.permute(0, 2, 3, 1).reshape(-1, channels)  # a view when conv2d keeps channels-last
-        if self.correction.values().numel():
-            out.addmm_(self.correction, pixels, alpha=-1)
+        if len(self.rows):
+            out.index_put_((self.rows,), self._sparse_product(pixels).neg_(), accumulate=True)
         return out
+
+    def _sparse_product(self, pixels: Tensor) -> Tensor:
+        """matrix @ map -> (len(rows), C). addmm, not @: on CPU it takes the faster sparse kernel."""
+        out = pixels.new_empty(len(self.rows), pixels.shape[1])
+        return torch.addmm(out, self.matrix, pixels, beta=0, out=out)
 
 
 def _inside(index: Tensor, offsets: Tensor, size: int) -> Tensor:
