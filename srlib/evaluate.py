@@ -15,19 +15,19 @@ from srlib.metrics import SegmentationMetrics
 
 
 @torch.no_grad()
-def evaluate(model, dataset, classes, *, device, batch_size: int = 16, window: int | None = None,
+def evaluate(model, dataset, info, *, device, batch_size: int = 16, window: int | None = None,
              keep: int = 8) -> tuple[dict, dict]:
     """Metrics over ``dataset`` (see SegmentationMetrics.compute) and the first ``keep`` images' predictions.
 
-    ``classes`` are the dataset's class names; a first class named "background" is left out of the
-    part and small-object scores.
+    ``info`` is the dataset's ``srlib.data.dataset_info``: its class count, and its background class
+    (``background_index``), which is left out of the part and small-object scores.
 
     ``model(images B x 3 x H x W) -> logits B x C x H x W``. Returns (metrics, pictures) with pictures =
     {"images": uint8 K x H x W x 3, "masks": int64 K x H x W, "preds": int64 K x H x W}.
     """
     was_training = model.training
     model.eval()
-    meter = SegmentationMetrics(len(classes), background_index=0 if classes[0] == "background" else None)
+    meter = SegmentationMetrics(info["num_classes"], background_index=info["background_index"])
     kept = {"images": [], "masks": [], "preds": []}
     for items in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=list):
         for batch in same_size_batches(items):

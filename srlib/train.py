@@ -28,9 +28,8 @@ from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
 from srlib.data.transforms import eval_transform, train_transform
 from srlib.evaluate import evaluate, write_artifacts
-from srlib.losses import build_pixel_loss
-from srlib.losses.center import CenterLoss
-from srlib.losses.self_regulation import check_labels, self_regulation_loss
+from srlib.losses import RunLoss
+from srlib.losses.self_regulation import check_labels
 from srlib.models import PRESETS, build_segmentor
 from srlib.results import METRICS_FILE, read_json, run_record, write_json_atomic
 from srlib.sweep import config_axes, run_axes
@@ -57,22 +56,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
-    """The training segmentor: exits only when MEA or SR is on, classifiers when MEA or SR-L needs them."""
-    model_cfg, loss = cfg["model"], cfg["loss"]
+def build_model(cfg: dict, num_classes: int, needs: dict) -> torch.nn.Module:
+    """The training segmentor with the parts the loss ``needs`` (``RunLoss.needs``): exits, class logits,
+    feature projections."""
+    model_cfg = cfg["model"]
     kwargs = dict(PRESETS[model_cfg["preset"]]) if model_cfg["preset"] else {}
     for key in ("backbone", "head", "output_stride"):
         if model_cfg[key] is not None:
             kwargs[key] = model_cfg[key]
     if model_cfg["backbone_kwargs"]:
         kwargs["backbone_kwargs"] = {**kwargs.get("backbone_kwargs", {}), **model_cfg["backbone_kwargs"]}
-    uses_exits = loss["mea"] or loss["srf"] or loss["srl"]
     return build_segmentor(
         **kwargs,
         num_classes=num_classes,
-        exit_type=model_cfg["exit"] if uses_exits else None,
-        classify=loss["mea"] or loss["srl"],
-        feature_proj_dim=loss["feature_dim"] if loss["srf"] and loss["variant"] == "paper-features" else None,
+        exit_type=model_cfg["exit"] if needs["exits"] else None,
+        classify=needs["classify"],
+        feature_proj_dim=cfg["loss"]["feature_dim"] if needs["feature_proj"] else None,
         pretrained=model_cfg["pretrained"],
         min_exit_stride=model_cfg["min_exit_stride"],
     )
@@ -120,17 +119,13 @@ class Run:
         )
         self.eval_set = build_dataset(data["name"], data["root"], data["eval_split"], transform=eval_transform())
         seed_everything(cfg["seed"])
-        self.model = build_model(cfg, self.num_classes).to(self.device)
+        self.loss = RunLoss(cfg["loss"], self.info)
+        self.model = build_model(cfg, self.num_classes, self.loss.needs).to(self.device)
         self.channels_last = cfg["optim"]["channels_last"]
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.amp = cfg["optim"]["amp"]
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
-        loss = cfg["loss"]
-        pixel_name = loss["pixel"]
-        # Plain CE is the loss's own default (None), which shares log-softmaxes with SR-F.
-        self.pixel_loss = None if pixel_name == "ce" else build_pixel_loss(pixel_name, **loss.get(pixel_name, {}))
-        self.center = None  # CenterLoss, created at the first step once the decoder width is known
         self.iteration = 0
         self.step_times: list[tuple[int, float]] = []  # (iteration, seconds) of the steps this process ran
 
@@ -163,7 +158,7 @@ class Run:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "center": None if self.center is None else self.center.state_dict(),
+            "center": self.loss.state_dict(),
             "rng": {
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
@@ -184,9 +179,7 @@ class Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if state["center"] is not None:
-            self.center = self.new_center_loss(state["center"]["centers"].shape[1])
-            self.center.load_state_dict(state["center"])
+        self.loss.load_state_dict(state["center"], self.device)
         rng = state["rng"]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
@@ -197,26 +190,6 @@ class Run:
         return True
 
     # -- training ------------------------------------------------------------------------------------
-    def new_center_loss(self, feat_dim: int) -> CenterLoss:
-        return CenterLoss(self.num_classes, feat_dim, alpha=self.cfg["loss"]["center_alpha"]).to(self.device)
-
-    def loss_terms(self, out: dict, target: torch.Tensor) -> dict:
-        loss, optim = self.cfg["loss"], self.cfg["optim"]
-        sr_on = self.iteration >= optim["sr_warmup_iters"]
-        terms = self_regulation_loss(
-            out, target,
-            mea=loss["mea"], srf=loss["srf"] and sr_on, srl=loss["srl"] and sr_on,
-            variant=loss["variant"], num_classes=self.num_classes,
-            w_seg=loss["w_seg"], w_cls=loss["w_cls"], w_srf=loss["w_srf"], w_srl=loss["w_srl"],
-            tau=loss["tau"], pixel_loss=self.pixel_loss, has_background=self.info["classes"][0] == "background",
-        )
-        if loss["center"]:
-            if self.center is None:
-                self.center = self.new_center_loss(out["head_feats"].shape[1])
-            terms["center"] = self.center(out["head_feats"].float(), target)
-            terms["total"] = terms["total"] + loss["w_center"] * terms["center"]
-        return terms
-
     def train_step(self, batch: dict) -> dict:
         """One optimisation step; returns the detached loss terms. Raises NonFiniteLoss before updating."""
         mask = batch["mask"]
@@ -227,7 +200,7 @@ class Run:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(images)
-        terms = self.loss_terms(out, target)
+        terms = self.loss(out, target, sr_on=self.iteration >= self.cfg["optim"]["sr_warmup_iters"])
         values = torch.stack([value.detach().float() for value in terms.values()])
         if not bool(torch.isfinite(values).all()):  # one device sync per step
             name, value = next((n, v.item()) for n, v in terms.items() if not torch.isfinite(v))
@@ -355,7 +328,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
         cost = run.cost()  # before evaluation, so peak memory is the training's
         eval_started = time.perf_counter()
         metrics, pictures = evaluate(
-            run.model.inference_model(), run.eval_set, run.info["classes"], device=run.device,
+            run.model.inference_model(), run.eval_set, run.info, device=run.device,
             batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
             keep=cfg["run"]["pictures"],
         )

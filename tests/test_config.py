@@ -2,6 +2,10 @@ import pytest
 import yaml
 
 from srlib.config import DEFAULTS, ConfigError, config_hash, flatten, resolve_config
+from srlib.data import DATASETS
+from srlib.losses import PIXEL_LOSSES
+from srlib.losses.self_regulation import VARIANTS
+from srlib.models import EXITS, HEADS, PRESETS
 
 
 def write(tmp_path, data, name="run.yaml"):
@@ -37,6 +41,21 @@ def test_file_and_overrides_merge_over_defaults(tmp_path):
 def test_bad_values_are_rejected_naming_the_key(tmp_path, data, overrides, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         resolve_config(write(tmp_path, data), overrides)
+
+
+REGISTRIES = {  # config key -> the registry its names come from
+    "model.preset": lambda: PRESETS, "model.head": lambda: HEADS, "model.exit": lambda: EXITS,
+    "loss.variant": lambda: VARIANTS, "loss.pixel": lambda: PIXEL_LOSSES, "data.name": lambda: DATASETS,
+}
+
+
+@pytest.mark.parametrize("key", REGISTRIES)
+def test_names_are_those_of_the_registries(key):
+    valid = sorted(REGISTRIES[key]())
+    for name in valid:
+        assert flatten(resolve_config(None, [f"{key}={name}"]))[key] == name
+    with pytest.raises(ConfigError, match=f"{key}'.*unknown value 'nope'; valid: {', '.join(valid)}$"):
+        resolve_config(None, [f"{key}=nope"])
 
 
 def test_unknown_preset_lists_valid_names(tmp_path):

@@ -183,9 +183,22 @@ def test_center_loss_centres_move_toward_class_means_in_training_only():
     assert DEFAULT_LAMBDA == 3e-4
 
 
+@pytest.mark.parametrize("name", PIXEL_LOSSES)
+def test_every_registered_loss_is_a_differentiable_scalar_and_zero_on_void(name):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 6, 7, requires_grad=True)
+    target = torch.randint(0, 3, (2, 6, 7))
+    target[0, :2] = 255
+    loss = build_pixel_loss(name)
+    value = loss(logits, target)
+    assert value.dim() == 0 and torch.isfinite(value) and value > 0
+    value.backward()
+    assert torch.isfinite(logits.grad).all() and not logits.grad[0, :, :2].any()  # void pixels get nothing
+    assert loss(logits, torch.full_like(target, 255)).item() == 0
+
+
 def test_registry_names_and_errors():
-    assert set(PIXEL_LOSSES) == {"ce", "focal", "lal"}
-    with pytest.raises(ValueError, match="valid names: ce, focal, lal"):
+    with pytest.raises(ValueError, match=f"valid names: {', '.join(PIXEL_LOSSES)}"):
         build_pixel_loss("dice")
     with pytest.raises(ValueError, match="loss.center"):
         build_pixel_loss("ce+center")
@@ -205,3 +218,22 @@ def test_registry_names_and_errors():
         CenterLoss(3, 8, alpha=-1)
     with pytest.raises(ValueError, match="feat_dim must be an integer >= 1, got 0"):
         CenterLoss(3, 0)
+
+
+def test_run_loss_adds_the_center_loss_to_any_pixel_loss_and_keeps_its_centres():
+    from srlib.config import DEFAULTS
+    from srlib.losses import RunLoss
+
+    info = {"num_classes": 3, "background_index": 0}
+    cfg = {**DEFAULTS["loss"], "pixel": "focal", "center": True, "w_center": 0.5}
+    loss = RunLoss(cfg, info)
+    assert loss.needs == {"exits": False, "classify": False, "feature_proj": False}
+    out = {"seg": [torch.randn(2, 3, 4, 4)], "head_feats": torch.randn(2, 5, 4, 4)}
+    target = torch.randint(0, 3, (2, 8, 8))
+    terms = loss(out, target)
+    assert set(terms) == {"seg", "center", "total"}
+    torch.testing.assert_close(terms["total"], terms["seg"] + 0.5 * terms["center"])
+    resumed = RunLoss(cfg, info)
+    resumed.load_state_dict(loss.state_dict(), "cpu")
+    assert torch.equal(resumed.center.centers, loss.center.centers) and loss.center.centers.abs().sum() > 0
+    assert RunLoss({**cfg, "center": False}, info).state_dict() is None

@@ -9,11 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow import MlflowClient
 
 from srlib.cli import main
+from srlib.config import ConfigError, resolve_config
 from srlib.data.synth import generate
+from srlib.losses import PIXEL_LOSSES
+from srlib.train import Run
 
 ITERS = 12
 
@@ -116,8 +120,6 @@ def test_missing_dataset_root_is_bad_input_and_leaves_no_run_dir(config, tmp_pat
 def test_checkpoint_of_another_config_is_refused(config, tmp_path):
     out = tmp_path / "run"
     (out / "checkpoint").mkdir(parents=True)
-    import torch
-
     torch.save({"config_hash": "0123456789ab"}, out / "checkpoint" / "last.pt")
     done = srlib("run", str(config), "--out", str(out))
     assert done.returncode == 2
@@ -146,3 +148,27 @@ def test_unreachable_tracking_store_still_writes_metrics(config, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "127.0.0.1:9" in done.stderr  # warned loudly, naming the store
     assert json.loads((out / "metrics.json").read_text())["status"] == "FINISHED"
+
+
+def toy_pixel_loss(ignore_index: int = 255):
+    """A pixel loss as a user adds one: this factory and one PIXEL_LOSSES entry, nothing else."""
+    def loss(logits, target):
+        valid = target != ignore_index
+        probs = logits.softmax(1).gather(1, torch.where(valid, target, 0)[:, None])[:, 0]
+        return ((1 - probs) * valid).sum() / valid.sum().clamp_min(1)
+
+    return loss
+
+
+def test_a_pixel_loss_registered_at_run_time_validates_and_trains_a_step(data_root, monkeypatch):
+    cfg = {"threads": 1, "data": {"root": str(data_root), "crop_size": 32, "batch_size": 2},
+           "model": {"preset": "fcn_mobilenetv2_050", "exit": "light"},
+           "loss": {"pixel": "toy", "mea": True, "srf": True}, "tracking": {"enabled": False}}
+    with pytest.raises(ConfigError, match=f"'loss.pixel': unknown value 'toy'; valid: {', '.join(sorted(PIXEL_LOSSES))}"):
+        resolve_config(cfg)
+    monkeypatch.setitem(PIXEL_LOSSES, "toy", toy_pixel_loss)
+    run = Run(resolve_config(cfg), out_dir=None)
+    assert run.loss.needs == {"exits": True, "classify": True, "feature_proj": False}
+    terms = run.timed_step(next(iter(run.loader())))
+    assert set(terms) == {"seg", "cls", "srf", "total"} and bool(terms["total"].isfinite())
+

@@ -1,7 +1,8 @@
 """Self-Regulation loss terms: hand-computed values, gradient flow, ignore pixels, bad input.
 
-Expected numbers are written out from the definitions in design.md with logits chosen so that
-softmax / sigmoid give simple fractions (e.g. logits (0, ln 3) -> probabilities (1/4, 3/4)).
+Expected numbers are written out from the definitions in srlib.losses.self_regulation's docstring, with
+logits chosen so that softmax / sigmoid give simple fractions (e.g. logits (0, ln 3) -> probabilities
+(1/4, 3/4)).
 """
 
 import itertools

@@ -43,7 +43,8 @@ def build_dataset(name: str, root, split: str, transform=None, label_dir=None) -
 
 
 def dataset_info(name: str) -> dict:
-    """{"classes": tuple, "palette": list of RGB triplets, "num_classes", "ignore_index", "splits"}."""
+    """{"classes": tuple, "palette": list of RGB triplets, "num_classes", "ignore_index", "splits",
+    "background_index": 0 when class 0 is a background class, else None (Cityscapes: class 0 = road)}."""
     module = dataset_module(name)
     return {
         "classes": tuple(module.CLASSES),
@@ -51,6 +52,7 @@ def dataset_info(name: str) -> dict:
         "num_classes": module.NUM_CLASSES,
         "ignore_index": module.IGNORE_INDEX,
         "splits": tuple(module.SPLITS),
+        "background_index": 0 if module.CLASSES[0] == "background" else None,
     }
 
 

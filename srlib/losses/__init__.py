@@ -1,16 +1,25 @@
-"""Pixel losses, the loss axis of a sweep: ``PIXEL_LOSSES`` (name -> factory) and ``build_pixel_loss``.
+"""A run's training loss (``RunLoss``) and the pixel losses, the loss axis of a sweep: ``PIXEL_LOSSES``
+(name -> factory) and ``build_pixel_loss``.
 
 Every factory takes its parameters as keywords plus ``ignore_index`` and returns a callable
-``(logits B x C x H x W, target B x H x W) -> scalar``. The center loss is not a pixel loss but a
-flag (``loss.center``): ``srlib.losses.center.CenterLoss`` on the head features, added to any pixel
-loss. The Self-Regulation terms live in ``srlib.losses.self_regulation``.
+``(logits B x C x H x W, target B x H x W) -> scalar``; a loss's parameters come from the run config's
+``loss.<name>`` section when it has one (``loss.focal``, ``loss.lal``), else they keep the factory's
+defaults. Adding a pixel loss = one module with its factory and one ``PIXEL_LOSSES`` entry.
+
+The center loss is not a pixel loss but a flag (``loss.center``): ``srlib.losses.center.CenterLoss``
+on the head features, added to any pixel loss. The Self-Regulation terms live in
+``srlib.losses.self_regulation``.
 """
 
 import inspect
 
+from torch import Tensor
+
+from srlib.losses.center import CenterLoss
 from srlib.losses.cross_entropy import make_cross_entropy
 from srlib.losses.focal import make_focal_loss
 from srlib.losses.locally_adaptive import make_locally_adaptive_loss
+from srlib.losses.self_regulation import model_needs, self_regulation_loss
 
 PIXEL_LOSSES = {
     "ce": make_cross_entropy,
@@ -31,3 +40,56 @@ def build_pixel_loss(name: str, ignore_index: int = 255, **params):
     if unknown:
         raise ValueError(f"pixel loss {name!r} got unknown parameter(s) {unknown}; valid: {accepted or 'none'}")
     return factory(ignore_index=ignore_index, **params)
+
+
+class RunLoss:
+    """The training loss of one run, built from its config's ``loss`` section (keys: ``srlib.config.DEFAULTS``).
+
+    The pixel loss ``loss.pixel`` supervises the head and, under MEA, every exit; MEA, SR-F and SR-L are
+    ``srlib.losses.self_regulation``'s terms; ``loss.center`` adds the center loss on the head's features.
+    ``needs`` says which model parts the active terms read ({"exits", "classify", "feature_proj"}, see
+    ``self_regulation.model_needs``): build the model with them. ``info`` is the dataset's
+    ``srlib.data.dataset_info`` (class count; whether class 0 is background).
+    """
+
+    def __init__(self, loss: dict, info: dict):
+        self.cfg = loss
+        self.num_classes = info["num_classes"]
+        self.has_background = info["background_index"] == 0
+        name = loss["pixel"]
+        # Plain CE is self_regulation_loss's own default (None), which shares log-softmaxes with SR-F.
+        self.pixel = None if name == "ce" else build_pixel_loss(name, **loss.get(name, {}))
+        self.needs = model_needs(mea=loss["mea"], srf=loss["srf"], srl=loss["srl"], variant=loss["variant"])
+        self.center = None  # CenterLoss, created at the first step once the head's width is known
+
+    def __call__(self, out: dict, target: Tensor, sr_on: bool = True) -> dict[str, Tensor]:
+        """Loss terms of one batch (``Segmentor.forward``'s dict, target B x H x W): the active ones among
+        "seg", "cls", "srf", "srl", "center", and their weighted "total". ``sr_on=False`` (SR warm-up)
+        leaves SR-F and SR-L out."""
+        loss = self.cfg
+        terms = self_regulation_loss(
+            out, target, mea=loss["mea"], srf=loss["srf"] and sr_on, srl=loss["srl"] and sr_on,
+            variant=loss["variant"], num_classes=self.num_classes, w_seg=loss["w_seg"], w_cls=loss["w_cls"],
+            w_srf=loss["w_srf"], w_srl=loss["w_srl"], tau=loss["tau"], pixel_loss=self.pixel,
+            has_background=self.has_background,
+        )
+        if loss["center"]:
+            features = out["head_feats"]
+            if self.center is None:
+                self.center = self._center_loss(features.shape[1], features.device)
+            terms["center"] = self.center(features.float(), target)
+            terms["total"] = terms["total"] + loss["w_center"] * terms["center"]
+        return terms
+
+    def _center_loss(self, feat_dim: int, device) -> CenterLoss:
+        return CenterLoss(self.num_classes, feat_dim, alpha=self.cfg["center_alpha"]).to(device)
+
+    def state_dict(self) -> dict | None:
+        """What a checkpoint keeps: the center loss's centres once it exists, else None."""
+        return None if self.center is None else self.center.state_dict()
+
+    def load_state_dict(self, state: dict | None, device) -> None:
+        """Restore ``state_dict()``'s output (None: nothing to restore)."""
+        if state is not None:
+            self.center = self._center_loss(state["centers"].shape[1], device)
+            self.center.load_state_dict(state)

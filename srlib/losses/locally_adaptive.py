@@ -1,5 +1,5 @@
 """Locally Adaptive Loss (Guo et al., "Locally Adaptive Learning Loss for Semantic Image
-Segmentation", arXiv 1802.08290), as design.md defines it.
+Segmentation", arXiv 1802.08290), as defined below.
 
 For every valid pixel p (label y_p != ignore) of a logit map ``z`` (B x C x H x W):
 

@@ -1,7 +1,8 @@
 """Self-Regulation losses (Zhang et al., ICCV 2021): baseline CE, MEA, SR-F and SR-L.
 
 ``self_regulation_loss`` turns a ``Segmentor.forward`` output dict into the loss terms of one
-cell of the ``(mea, srf, srl)`` grid, in one of three variants (design.md has the table):
+cell of the ``(mea, srf, srl)`` grid, in one of three variants (the README's "Method variants" table
+compares them):
 
 - ``official``: as the authors' demo code (SR-SS ``trainval.py``) computes it.
   SR-F = pixel CE of each student's seg logits against the argmax of exit 1's seg logits (a hard
@@ -22,7 +23,8 @@ Decisions shared by every variant:
 - Every seg logit map is upsampled bilinearly (``align_corners=False``) once to the label size and
   that one tensor serves every term that reads it.
 - Terms are sums over exits / students, as the demo's ``get_seg_loss`` / ``get_class_loss`` sum:
-  ``total = w_seg*seg + w_cls*cls + w_srf*srf + w_srl*srl`` (official 0.2 / 0.8 / 1.0 / 1.0).
+  ``total = w_seg*seg + w_cls*cls + w_srf*srf + w_srl*srl`` (official 0.8 / 0.2 / 1.0 / 1.0, the defaults
+  in ``srlib.config.DEFAULTS["loss"]``).
 - Without MEA, ``seg`` is the pixel loss of the head z_N only, weighted 1.0: the plain baseline.
   With MEA, ``seg`` sums the pixel loss over all exits (weight w_seg) and ``cls`` sums
   BCE-with-logits of every c_k against the presence labels (weight w_cls; mean over batch x
@@ -38,8 +40,9 @@ Decisions shared by every variant:
 - Without MEA nothing supervises exits 1..N-1 or the class logits, so SR-F then distils from an
   untrained exit 1 and SR-L from an untrained c_N. The grid still runs those cells, as asked.
 
-Validation: ``check_loss_args`` (settings), ``check_labels`` (a label tensor, before training)
-and ``check_outputs`` (that ``out`` holds what the active terms read) raise ``ValueError``
+``model_needs`` says which model parts the active terms read. Validation: ``check_loss_args``
+(settings), ``check_labels`` (a label tensor, before training) and ``check_outputs`` (that ``out``
+holds what ``model_needs`` asks for) raise ``ValueError``
 naming the offending value. ``self_regulation_loss`` runs the first and last on every call;
 scanning labels costs a device sync, so callers run ``check_labels`` on their data up front.
 """
@@ -51,8 +54,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from srlib.config import DEFAULTS
+
 VARIANTS = ("official", "paper", "paper-features")
 IGNORE_INDEX = 255
+_W = {key: DEFAULTS["loss"][key] for key in ("w_seg", "w_cls", "w_srf", "w_srl", "tau")}  # the official values
 
 PixelLoss = Callable[[Tensor, Tensor], Tensor]
 
@@ -61,11 +67,11 @@ def check_loss_args(
     *,
     variant: str,
     num_classes: int,
-    tau: float = 1.0,
-    w_seg: float = 0.8,
-    w_cls: float = 0.2,
-    w_srf: float = 1.0,
-    w_srl: float = 1.0,
+    tau: float = _W["tau"],
+    w_seg: float = _W["w_seg"],
+    w_cls: float = _W["w_cls"],
+    w_srf: float = _W["w_srf"],
+    w_srl: float = _W["w_srl"],
     ignore_index: int = IGNORE_INDEX,
 ) -> None:
     """Raise ValueError naming the first bad setting; return None when all are valid."""
@@ -101,32 +107,35 @@ def check_labels(target: Tensor, num_classes: int, ignore_index: int = IGNORE_IN
         )
 
 
+def model_needs(*, mea: bool, srf: bool, srl: bool, variant: str) -> dict[str, bool]:
+    """The Segmentor parts the active terms read: {"exits": exits 1..N-1 (MEA, SR-F, SR-L), "classify":
+    class logits on every exit (MEA, SR-L), "feature_proj": projected stage features (SR-F, paper-features)}."""
+    return {"exits": mea or srf or srl, "classify": mea or srl, "feature_proj": srf and variant == "paper-features"}
+
+
 def check_outputs(out: dict, *, mea: bool, srf: bool, srl: bool, variant: str, num_classes: int) -> None:
-    """Raise ValueError when ``out`` (Segmentor.forward's dict) lacks what the active terms read."""
+    """Raise ValueError when ``out`` (Segmentor.forward's dict) lacks what ``model_needs`` asks for."""
     seg, cls, feats = out.get("seg") or [], out.get("cls") or [], out.get("feats") or []
     if not seg:
         raise ValueError("out['seg'] is empty: the model returned no segmentation logits")
     bad = [tuple(z.shape) for z in seg if z.dim() != 4 or z.shape[1] != num_classes]
     if bad:
         raise ValueError(f"out['seg'] tensors must be B x {num_classes} x h x w, got shapes {bad}")
-    if (mea or srf) and len(seg) < 2:
-        raise ValueError(
-            f"{'MEA' if mea else 'SR-F'} needs at least 2 exits, out['seg'] has {len(seg)}: "
-            "build the model with an exit_type"
-        )
-    if (mea or srl) and len(cls) != len(seg):
+    needs = model_needs(mea=mea, srf=srf, srl=srl, variant=variant)
+    if needs["exits"] and len(seg) < 2:
+        term = "MEA" if mea else "SR-F" if srf else "SR-L"
+        raise ValueError(f"{term} needs at least 2 exits, out['seg'] has {len(seg)}: build the model with an exit_type")
+    if needs["classify"] and len(cls) != len(seg):
         raise ValueError(
             f"{'MEA' if mea else 'SR-L'} needs class logits on every exit: out['cls'] has {len(cls)} "
             f"tensors for {len(seg)} exits (build the model with classify=True)"
         )
-    if srl and len(seg) < 2:
-        raise ValueError(f"SR-L needs at least 2 exits, out['seg'] has {len(seg)}")
-    if srf and variant == "paper-features" and len(feats) != len(seg):
+    if needs["feature_proj"] and len(feats) != len(seg):
         raise ValueError(
             f"variant 'paper-features' needs projected features on every exit: out['feats'] has "
             f"{len(feats)} tensors for {len(seg)} exits (build the model with feature_proj_dim)"
         )
-    if srf and variant == "paper-features" and len({f.shape[1] for f in feats}) > 1:
+    if needs["feature_proj"] and len({f.shape[1] for f in feats}) > 1:
         raise ValueError(f"out['feats'] must share one width, got {[f.shape[1] for f in feats]} channels")
 
 
@@ -182,11 +191,11 @@ def self_regulation_loss(
     srl: bool,
     variant: str,
     num_classes: int,
-    w_seg: float = 0.8,
-    w_cls: float = 0.2,
-    w_srf: float = 1.0,
-    w_srl: float = 1.0,
-    tau: float = 1.0,
+    w_seg: float = _W["w_seg"],
+    w_cls: float = _W["w_cls"],
+    w_srf: float = _W["w_srf"],
+    w_srl: float = _W["w_srl"],
+    tau: float = _W["tau"],
     ignore_index: int = IGNORE_INDEX,
     pixel_loss: PixelLoss | None = None,
     has_background: bool = True,
