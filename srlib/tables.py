@@ -19,8 +19,6 @@ from srlib.results import METRIC_NAMES, FAILURE_METRICS, collect_runs, groups, o
 from srlib.stats import LEVEL, mean_ci, paired_difference
 from srlib.sweep import COST_AXES, FULL_SR, SR_ORDER, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
 
-TABLE_FILES = ("ablation.md", "cost.md", "failure_modes.md", "per_class.md", "ablation.png", "pictures.png",
-               "tables.html")
 
 
 # -- formatting -------------------------------------------------------------------------------------
@@ -108,11 +106,14 @@ def run_caption(runs) -> str:
     return "; ".join(parts) + "."
 
 
-# -- sections: (title, caption, DataFrame) ----------------------------------------------------------
-def ablation_sections(frame, metric: str = "miou", level: float = LEVEL) -> list[dict]:
+# -- sections: a table file's list of {"title", "caption", "frame" (pandas DataFrame)} ------------------
+# Every table function takes the same ``data``: {"runs": the frame of runs (srlib.results.collect_runs),
+# "costs": cost records (collect_costs / costs_from_runs), "costs_from_runs": bool, "level": CI level}.
+def ablation_sections(data: dict, metric: str = "miou") -> list[dict]:
     """One table per preset x pixel loss: rows = SR combinations, two columns per dataset."""
     import pandas as pd
 
+    frame, level = data["runs"], data["level"]
     sections = []
     for key, group in groups(frame, ["preset", "pixel"]):
         rows = []
@@ -144,10 +145,11 @@ def ablation_sections(frame, metric: str = "miou", level: float = LEVEL) -> list
     return sections
 
 
-def failure_sections(frame, level: float = LEVEL) -> list[dict]:
+def failure_sections(data: dict) -> list[dict]:
     """One table per preset x pixel loss x dataset: rows = SR combinations, columns = failure-mode scores."""
     import pandas as pd
 
+    frame, level = data["runs"], data["level"]
     sections = []
     for key, group in groups(frame, ["preset", "pixel", "dataset"]):
         rows = []
@@ -171,11 +173,12 @@ def failure_sections(frame, level: float = LEVEL) -> list[dict]:
     return sections
 
 
-def per_class_sections(frame) -> list[dict]:
+def per_class_sections(data: dict) -> list[dict]:
     """One table per preset x pixel loss x dataset: rows = classes, columns = SR combinations (mean IoU %)."""
     import numpy as np
     import pandas as pd
 
+    frame = data["runs"]
     sections = []
     for key, group in groups(frame, ["preset", "pixel", "dataset"]):
         finished = group[group["status"] == "FINISHED"]
@@ -246,11 +249,14 @@ COST_COLUMNS = (  # (header, getter, unit)
 )
 
 
-def cost_sections(records: list[dict], from_runs: bool) -> list[dict]:
+def cost_sections(data: dict) -> list[dict]:
     """One table per dataset x preset x pixel loss: rows = exit type x SR combination, each value with its
     ratio to that pixel loss's baseline."""
     import pandas as pd
 
+    records, from_runs = data["costs"], data["costs_from_runs"]
+    if not records:
+        return []
     sections = []
     for key, group in groups(pd.DataFrame(records), ["dataset", "preset", "pixel"]):
         rows = group.to_dict("records")
@@ -319,6 +325,16 @@ def write_html(path: Path, title: str, documents: list[tuple[str, list[dict]]]) 
 
 
 # -- everything -------------------------------------------------------------------------------------
+# The markdown tables: file -> (title, sections(data)). A new table is one function and one entry here.
+TABLES = {
+    "ablation.md": ("Ablation", ablation_sections),
+    "cost.md": ("Cost", cost_sections),
+    "failure_modes.md": ("Failure modes", failure_sections),
+    "per_class.md": ("Per-class IoU", per_class_sections),
+}
+TABLE_FILES = (*TABLES, "ablation.png", "pictures.png", "tables.html")  # what build_tables writes
+
+
 def _benchmark_dict(benchmark) -> dict:
     if benchmark is None:
         return {}
@@ -351,13 +367,9 @@ def build_tables(runs, out_dir, benchmark=None, *, cost_files=None, pictures: in
     if len(failed):
         intro += "\n\nFailed runs:\n\n" + "\n".join(f"- `{d}`: {e}" for d, e in zip(failed["run_dir"], failed["error"]))
     from_runs = cost_files is None
-    cost_records = costs_from_runs(frame) if from_runs else collect_costs(cost_files)
-    documents = {
-        "ablation.md": ("Ablation", ablation_sections(frame, level=level)),
-        "cost.md": ("Cost", cost_sections(cost_records, from_runs) if cost_records else []),
-        "failure_modes.md": ("Failure modes", failure_sections(frame, level=level)),
-        "per_class.md": ("Per-class IoU", per_class_sections(frame)),
-    }
+    data = {"runs": frame, "costs": costs_from_runs(frame) if from_runs else collect_costs(cost_files),
+            "costs_from_runs": from_runs, "level": level}
+    documents = {file: (title, sections(data)) for file, (title, sections) in TABLES.items()}
     written = [write_markdown(out_dir / file, f"{title}: {name}", intro, sections)
                for file, (title, sections) in documents.items()]
     written.append(plot_ablation(frame, out_dir / "ablation.png", level=level))

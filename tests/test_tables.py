@@ -146,7 +146,23 @@ def test_cost_tables_are_split_by_pixel_loss_with_their_own_baselines():
 
     records = [record("ce", "baseline", 0.1), record("ce", "mea+srf+srl", 0.2),
                record("lal", "baseline", 0.4), record("lal", "mea+srf+srl", 0.5)]
-    sections = tables.cost_sections(records, from_runs=True)
+    sections = tables.cost_sections({"costs": records, "costs_from_runs": True})
     assert [s["title"] for s in sections] == ["gen · tiny · pixel loss ce", "gen · tiny · pixel loss lal"]
     assert list(sections[0]["frame"]["step time"]) == ["0.1 s (×1.000)", "0.2 s (×2.000)"]
     assert list(sections[1]["frame"]["step time"]) == ["0.4 s (×1.000)", "0.5 s (×1.250)"]
+
+
+def test_a_table_is_one_function_and_one_entry(bench, monkeypatch):
+    def status_sections(data):
+        import pandas as pd
+
+        counts = data["runs"]["status"].value_counts().sort_index()
+        return [{"title": "runs", "caption": "Runs per status.",
+                 "frame": pd.DataFrame({"status": counts.index, "runs": counts.values})}]
+
+    monkeypatch.setitem(tables.TABLES, "status.md", ("Status", status_sections))
+    written = tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", {"name": "syn"})
+    assert bench / "out" / "status.md" in written
+    text = (bench / "out" / "status.md").read_text()
+    assert text.startswith("# Status: syn") and "| FAILED   | 1      |" in text
+    assert "<h2>Status</h2>" in (bench / "out" / "tables.html").read_text()

@@ -1,4 +1,13 @@
 # The paper's tables and figures from every run's outcome.json / metrics.json and the cost files.
+# The outputs are srlib.tables.TABLE_FILES; each has a report caption workflow/report/<file>.rst
+# ("ablation.md" -> ablation.rst, "ablation.png" -> ablation_png.rst), else the generic table.rst.
+
+
+def report_entry(name: str):
+    stem = name.removesuffix(".md").replace(".", "_")
+    caption = stem if (Path(workflow.basedir) / "workflow" / "report" / f"{stem}.rst").exists() else "table"
+    category = "Figures" if name.endswith(".png") else "Tables"
+    return report(f"{BENCH_DIR}/{name}", caption=f"../report/{caption}.rst", category=category)
 
 
 rule tables:
@@ -6,15 +15,7 @@ rule tables:
         outcomes=[f"{run_dir}/outcome.json" for run_dir in RUN_DIRS],
         cost=COST_FILES,
     output:
-        ablation=report(f"{BENCH_DIR}/ablation.md", caption="../report/ablation.rst", category="Tables"),
-        cost=report(f"{BENCH_DIR}/cost.md", caption="../report/cost.rst", category="Tables"),
-        failure_modes=report(
-            f"{BENCH_DIR}/failure_modes.md", caption="../report/failure_modes.rst", category="Tables"
-        ),
-        per_class=report(f"{BENCH_DIR}/per_class.md", caption="../report/per_class.rst", category="Tables"),
-        ablation_png=report(f"{BENCH_DIR}/ablation.png", caption="../report/ablation_png.rst", category="Figures"),
-        pictures_png=report(f"{BENCH_DIR}/pictures.png", caption="../report/pictures.rst", category="Figures"),
-        html=report(f"{BENCH_DIR}/tables.html", caption="../report/tables_html.rst", category="Tables"),
+        [report_entry(name) for name in TABLE_FILES],
     log:
         f"{BENCH_DIR}/logs/tables.log",
     localrule: True
