@@ -26,8 +26,8 @@ label) minus a sparse CSR correction at pixels near a label boundary; where labe
 fragmented that A itself has fewer entries than that correction, as A alone (sparse). A is
 symmetric, so the backward pass applies the same A to the gradient, and a custom autograd
 function keeps two map-sized tensors (the normalised map and exp of the pooled logits, which the
-backward then overwrites). The convolution runs channels-last, so channels-first logits pay one
-transposing pass each way. Time grows with the share of boundary pixels;
+backward then overwrites) and allocates one more in the backward, which becomes the gradient.
+The convolution runs channels-last, so channels-first logits pay one transposing pass each way. Time grows with the share of boundary pixels;
 ``benchmarks/lal_cost.py`` measures time and peak memory against cross-entropy.
 """
 
@@ -230,14 +230,17 @@ class _LocallyAdaptiveLoss(torch.autograd.Function):
             # Standard-score backward: (g - mean_c g - zn mean_c(g zn)) / std, with mean_c g = 0.
             along = _channel_dot(grad_normed, normed).div_(channels)
             grad_normed.addcmul_(normed, along[:, None], value=-1)
+            # The gradient goes into a map already allocated (a fresh one costs page faults): the
+            # pixel-major result itself for channels-last logits, else the spent exp buffer.
             dtype, channels_last = ctx.input_spec
-            grad_logits = torch.empty(
-                batch, channels, height, width, dtype=dtype, device=grad.device,
-                memory_format=torch.channels_last if channels_last else torch.contiguous_format,
-            )
             std_scale = (inv_std * pooling.valid).view(batch, 1, height, width)
             grad_image = grad_normed.view(batch, height, width, channels).permute(0, 3, 1, 2)
-            torch.mul(grad_image, std_scale, out=grad_logits)
+            if dtype != exp.dtype:
+                memory_format = torch.channels_last if channels_last else torch.contiguous_format
+                return (grad_image * std_scale).to(dtype, memory_format=memory_format), None, None, None, None
+            if channels_last:
+                return grad_image.mul_(std_scale), None, None, None, None
+            grad_logits = torch.mul(grad_image, std_scale, out=exp.view(batch, channels, height, width))
         return grad_logits, None, None, None, None
 
 
