@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from srlib.data import synth
+from srlib.data import synth_looks
 from srlib.data.generated import CLASSES, SPLITS, GeneratedDataset
 from srlib.data.synth import CONFUSABLE_PAIRS, generate, save_sample_grid
 from srlib.data.transforms import eval_transform
@@ -127,7 +127,7 @@ def test_confusable_pairs_are_painted_by_the_same_texture_code():
     yy, xx = np.mgrid[0:size, 0:size].astype(float)
     for seed in range(5):
         def paint(name):
-            return synth._paint(name, np.random.default_rng(seed), xx - 16, yy - 16, size, 1, 12.0)
+            return synth_looks.paint(name, np.random.default_rng(seed), xx - 16, yy - 16, size, 1, 12.0)
         for a, b in CONFUSABLE_PAIRS:
             assert all(np.array_equal(p, q) for p, q in zip(paint(a), paint(b)))
         assert not np.array_equal(paint("cat")[0], paint("bird")[0])

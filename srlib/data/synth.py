@@ -12,8 +12,9 @@ Every image provokes the two failures the Self-Regulation paper names:
 Backgrounds are textured and cluttered (gradients, noise, stripes, distractor blobs painted with
 object textures, thin wires and twigs, context bands shown without their object), and every image
 gets a random colour jitter. Numpy + Pillow only; deterministic: each image draws from
-``SeedSequence([seed, split, index])``, so the files do not depend on ``workers``. The layout on disk
-and the reader are in ``srlib.data.generated``; the default parameters in ``srlib.config.GENERATE_DEFAULTS``.
+``SeedSequence([seed, split, index])``, so the files do not depend on ``workers``. Each class's textures
+and silhouettes are in ``srlib.data.synth_looks``, the layout on disk and the reader in
+``srlib.data.generated``, the default parameters in ``srlib.config.GENERATE_DEFAULTS``.
 """
 
 import json
@@ -29,6 +30,7 @@ from PIL import Image, ImageDraw
 from srlib.config import GENERATE_DEFAULTS
 from srlib.data.common import IGNORE_INDEX, color_table
 from srlib.data.generated import CLASSES, NUM_CLASSES, PALETTE, SPLITS, GeneratedDataset
+from srlib.data.synth_looks import anything, feather, fur, hsv, lowfreq, paint, panel, shapes
 
 CONFUSABLE_PAIRS = (("cat", "dog"), ("bus", "train"))
 SMALL_OBJECT_FRACTION = 0.01  # an object is small when its visible area is below 1 % of the image
@@ -38,162 +40,6 @@ _OBJECTS = CLASSES[1:]
 _PARTNER = {a: b for pair in CONFUSABLE_PAIRS for a, b in (pair, pair[::-1])}
 _TAU = 2 * math.pi
 _D = GENERATE_DEFAULTS
-
-
-# ---------------------------------------------------------------- colours and textures
-def _hsv(h, s, v):
-    """HSV in [0, 1] -> RGB float array (3,)."""
-    i = int(h * 6) % 6
-    f = h * 6 - int(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i])
-
-
-def _lowfreq(rng, size, cells):
-    """Smooth value noise in [0, 1], size x size (bilinear upsampling of cells x cells)."""
-    grid = Image.fromarray(rng.random((cells, cells), dtype=np.float32), mode="F")
-    return np.asarray(grid.resize((size, size), Image.BILINEAR))
-
-
-def _fur(rng, u, v, size, s):
-    """Cat and dog share this texture and colour distribution exactly."""
-    base = _hsv(rng.uniform(0.02, 0.12), rng.uniform(0.25, 0.8), rng.uniform(0.3, 0.95))
-    dark = base * rng.uniform(0.35, 0.7)
-    kind = rng.integers(3)  # plain, tabby stripes, spots
-    theta, period, phase = rng.uniform(0, math.pi), rng.uniform(3, 7) * s, rng.uniform(0, _TAU)
-    if kind == 1:
-        m = np.sin(_TAU * (u * math.cos(theta) + v * math.sin(theta)) / period + phase) > 0.3
-    elif kind == 2:
-        m = _lowfreq(rng, size, int(rng.integers(5, 10))) > 0.6
-    else:
-        m = np.zeros(u.shape, bool)
-    streak = 0.05 * np.sin(u * 2.1 + v * 0.7)[..., None]
-    return np.where(m[..., None], dark, base) + streak
-
-
-def _panel(rng, u, v, size, s, height):
-    """Bus and train share this texture (windows, livery, skirt) and colour distribution exactly."""
-    body = _hsv(rng.random(), rng.uniform(0.45, 0.9), rng.uniform(0.55, 0.95))
-    livery = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.4, 0.95))
-    glass = np.array([0.12, 0.16, 0.25]) * rng.uniform(0.6, 1.4)
-    rel = v / height + 0.5  # 0 at the roof, 1 at the floor
-    top, period, duty = rng.uniform(0.12, 0.2), rng.uniform(5, 9) * s, rng.uniform(0.55, 0.8)
-    windows = (rel > top) & (rel < top + 0.3) & ((u / period) % 1.0 < duty)
-    band = (rel > 0.6) & (rel < 0.7) & (rng.random() < 0.5)
-    out = np.where(windows[..., None], glass, np.where(band[..., None], livery, body))
-    out = np.where((rel > 0.88)[..., None], out * 0.5, out)
-    return out
-
-
-def _feather(rng, size):
-    base = _hsv(rng.random(), rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0))
-    speckle = (rng.random((size, size)) < 0.15)[..., None]
-    return np.where(speckle, base * 0.6, base)
-
-
-def _anything(rng):
-    return _hsv(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.2, 1.0))
-
-
-def _paint(name, rng, u, v, size, s, scale):
-    """Colour fields, one per region of the class's shapes (size x size x 3 or a (3,) flat RGB colour)."""
-    if name in ("cat", "dog"):
-        return [_fur(rng, u, v, size, s)]
-    if name in ("bus", "train"):
-        return [_panel(rng, u, v, size, s, scale)]
-    if name == "bird":
-        feather = _feather(rng, size)
-        return [feather, feather * 0.6, _hsv(0.09, 0.9, 0.95), np.full(3, 0.25)]
-    if name == "person":
-        skin = _hsv(rng.uniform(0.03, 0.1), rng.uniform(0.3, 0.6), rng.uniform(0.35, 0.95))
-        return [skin, _anything(rng), _anything(rng) * 0.7]
-    if name == "lamppost":
-        metal = np.full(3, rng.uniform(0.15, 0.6)) * np.array([1.0, rng.uniform(0.9, 1.2), 1.0])
-        return [metal, np.array([1.0, 0.95, rng.uniform(0.4, 0.8)])]
-    if name == "bicycle":
-        frame = _hsv(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.4, 1.0))
-        return [frame, np.full(3, 0.12), np.full(3, 0.2)]
-    hull = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.95))  # boat
-    sail = _hsv(rng.random(), rng.uniform(0.0, 0.3), rng.uniform(0.75, 1.0))
-    return [hull, np.full(3, 0.9), sail, np.array([0.4, 0.3, 0.2])]
-
-
-# ---------------------------------------------------------------- shapes in object units
-def _ell(cx, cy, rx, ry, n=20):
-    t = np.linspace(0, _TAU, n, endpoint=False)
-    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)
-
-
-def _ring(cx, cy, r):
-    """Closed polyline of a circle."""
-    pts = _ell(cx, cy, r, r, 32)
-    return np.concatenate([pts, pts[:1]])
-
-
-def _shapes(name, rng):
-    """Body polygons and thin polylines of one object in units of its scale (u right, v down).
-
-    Returns (bodies, thins): lists of (points N x 2, region index); thin polylines are drawn
-    ``part_width_px`` wide whatever the scale. For bus and train the unit is the height.
-    """
-    if name == "cat":
-        bodies = [(_ell(0, 0, 0.30, 0.16), 0), (_ell(0.33, -0.15, 0.13, 0.12), 0),
-                  (np.array([(0.24, -0.22), (0.27, -0.36), (0.33, -0.25)]), 0),
-                  (np.array([(0.35, -0.25), (0.42, -0.35), (0.43, -0.2)]), 0)]
-        thins = [([(-0.2, 0.08), (-0.22, 0.36)], 0), ([(-0.1, 0.12), (-0.09, 0.36)], 0),
-                 ([(0.1, 0.12), (0.11, 0.36)], 0), ([(0.2, 0.08), (0.22, 0.36)], 0),
-                 ([(-0.28, -0.02), (-0.4, -0.08), (-0.46, -0.22), (-0.42, -0.36)], 0)]
-    elif name == "dog":
-        neck = np.array([(0.2, -0.1), (0.32, -0.26), (0.4, -0.2), (0.3, -0.02)])
-        bodies = [(_ell(-0.02, 0, 0.34, 0.13), 0), (neck, 0), (_ell(0.38, -0.25, 0.1, 0.085), 0),
-                  (_ell(0.5, -0.22, 0.08, 0.045), 0), (_ell(0.33, -0.2, 0.035, 0.08), 0)]
-        thins = [([(-0.25, 0.07), (-0.27, 0.42)], 0), ([(-0.15, 0.1), (-0.14, 0.42)], 0),
-                 ([(0.14, 0.1), (0.16, 0.42)], 0), ([(0.24, 0.07), (0.25, 0.42)], 0),
-                 ([(-0.34, -0.04), (-0.44, -0.14), (-0.5, -0.2)], 0)]
-    elif name == "bus":
-        a = rng.uniform(1.8, 2.4) / 2
-        corner = _ell(a - 0.12, -0.38, 0.12, 0.12)[15:]  # rounded front roof edge
-        bodies = [(np.concatenate([[(-a, -0.5)], corner, [(a, -0.38), (a, 0.5), (-a, 0.5)]]), 0)]
-        thins = [([(a, -0.2), (a + 0.14, -0.32), (a + 0.14, -0.08)], 0),  # mirror
-                 ([(-a + 0.3, -0.5), (-a + 0.3, -0.9)], 0)]  # antenna
-    elif name == "train":
-        a = rng.uniform(4.0, 7.0) / 2
-        nose = _ell(a - 0.6, 0.2, 0.6, 0.7, 40)[30:]
-        bodies = [(np.concatenate([[(-a, 0.5), (-a, -0.5)], nose, [(a, 0.5)]]), 0)]
-        thins = [([(-0.4, -0.5), (-0.1, -0.95), (0.2, -0.5)], 0), ([(-0.35, -0.95), (0.15, -0.95)], 0),  # pantograph
-                 ([(-a, 0.3), (-a - 0.25, 0.3)], 0)]  # coupler
-    elif name == "bird":
-        flying = rng.random() < 0.4
-        wing = np.array([(-0.1, -0.05), (-0.25, -0.5), (0.1, -0.08)]) if flying else _ell(-0.03, -0.03, 0.17, 0.08)
-        bodies = [(_ell(0, 0, 0.26, 0.15), 0), (_ell(0.24, -0.14, 0.11, 0.1), 0),
-                  (np.array([(-0.22, -0.03), (-0.46, -0.1), (-0.44, 0.04)]), 0),
-                  (np.array([(0.33, -0.17), (0.46, -0.12), (0.33, -0.1)]), 2), (wing, 1)]
-        thins = [] if flying else [([(-0.03, 0.13), (-0.05, 0.36), (0.02, 0.37)], 3),
-                                   ([(0.06, 0.13), (0.07, 0.36), (0.14, 0.37)], 3)]
-    elif name == "person":
-        hand = rng.uniform(-0.25, 0.1, 2)
-        torso = np.array([(-0.1, -0.3), (0.1, -0.3), (0.09, 0.05), (-0.09, 0.05)])
-        bodies = [(_ell(0, -0.4, 0.07, 0.08), 0), (torso, 1)]
-        thins = [([(-0.05, 0.05), (-0.09, 0.48)], 2), ([(0.05, 0.05), (0.09, 0.48)], 2),
-                 ([(-0.1, -0.27), (-0.2, -0.08), (-0.22, hand[0])], 0),
-                 ([(0.1, -0.27), (0.2, -0.08), (0.22, hand[1])], 0)]
-    elif name == "lamppost":
-        foot = np.array([(-0.04, 0.5), (0.04, 0.5), (0.025, 0.42), (-0.025, 0.42)])
-        bodies = [(_ell(0.2, -0.45, 0.07, 0.035), 1), (foot, 0)]
-        thins = [([(0, 0.5), (0, -0.42)], 0), ([(0, -0.42), (0.05, -0.48), (0.17, -0.48)], 0)]
-    elif name == "bicycle":
-        saddle = np.array([(-0.15, -0.22), (-0.01, -0.22), (-0.03, -0.18), (-0.13, -0.18)])
-        bodies = [(saddle, 2), (_ell(0, 0.12, 0.035, 0.035), 2)]
-        thins = [(_ring(-0.3, 0.12, 0.2), 1), (_ring(0.3, 0.12, 0.2), 1),
-                 ([(-0.3, 0.12), (0, 0.12), (-0.08, -0.18), (-0.3, 0.12)], 0),
-                 ([(-0.08, -0.18), (0.22, -0.2), (0, 0.12)], 0), ([(0.22, -0.2), (0.3, 0.12)], 0),
-                 ([(0.22, -0.2), (0.2, -0.3), (0.27, -0.32)], 0)]
-    else:  # boat
-        hull = np.array([(-0.45, 0), (0.5, 0), (0.38, 0.16), (-0.38, 0.16)])
-        cabin = np.array([(-0.25, -0.1), (0, -0.1), (0, 0), (-0.25, 0)])
-        bodies = [(hull, 0), (cabin, 1), (np.array([(0.08, -0.58), (0.08, -0.04), (0.38, -0.04)]), 2)]
-        thins = [([(0.05, 0), (0.05, -0.62)], 3), ([(0.05, -0.62), (-0.42, 0)], 3)]
-    return bodies, thins
 
 
 # ---------------------------------------------------------------- composing one image
@@ -237,7 +83,7 @@ def _draw_object(rng, cv, name, scale, cx, cy, thin_part_prob, commit=True):
 
     commit=False only measures the mask; the same rng seed then commits the same shape.
     """
-    bodies, thins = _shapes(name, rng)
+    bodies, thins = shapes(name, rng)
     thins = [t for t in thins if rng.random() < thin_part_prob]
     angle = rng.uniform(-1, 1) * _TILT.get(name, 0.0)
     flip = 1.0 if rng.random() < 0.5 else -1.0
@@ -256,7 +102,7 @@ def _draw_object(rng, cv, name, scale, cx, cy, thin_part_prob, commit=True):
     if commit:
         dx, dy = cv.x - cx, cv.y - cy
         u, v = (dx * c + dy * sn) * flip, -dx * sn + dy * c  # object-local px, so textures move with it
-        for r, field in enumerate(_paint(name, rng, u, v, cv.size, cv.s, scale)):
+        for r, field in enumerate(paint(name, rng, u, v, cv.size, cv.s, scale)):
             cv.fill(region == r + 1, field)
         cv.objects += 1
         cv.label[mask], cv.instance[mask] = CLASSES.index(name), cv.objects
@@ -266,12 +112,12 @@ def _draw_object(rng, cv, name, scale, cx, cy, thin_part_prob, commit=True):
 
 def _background(rng, cv):
     size, s = cv.size, cv.s
-    top = _hsv(rng.random(), rng.uniform(0.1, 0.6), rng.uniform(0.3, 0.95))
-    bottom = _hsv(rng.random(), rng.uniform(0.1, 0.7), rng.uniform(0.2, 0.8))
+    top = hsv(rng.random(), rng.uniform(0.1, 0.6), rng.uniform(0.3, 0.95))
+    bottom = hsv(rng.random(), rng.uniform(0.1, 0.7), rng.uniform(0.2, 0.8))
     horizon = rng.uniform(0.2, 0.8) * size
     t = np.clip((cv.y - horizon) / (0.15 * size) + 0.5, 0, 1)[..., None]
     img = top * (1 - t) + bottom * t
-    img = img * (0.8 + 0.4 * _lowfreq(rng, size, int(rng.integers(3, 8))))[..., None]
+    img = img * (0.8 + 0.4 * lowfreq(rng, size, int(rng.integers(3, 8))))[..., None]
     if rng.random() < 0.5:
         theta, period = rng.uniform(0, math.pi), rng.uniform(3, 14) * s
         wave = np.sin(_TAU * (cv.x * math.cos(theta) + cv.y * math.sin(theta)) / period)
@@ -290,15 +136,15 @@ def _clutter(rng, cv):
         blob = _raster(size, [(np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1), 0)], [], 1) > 0
         if rng.random() < 0.3:  # a patch of an object texture labelled background: tempts hallucination
             texture = int(rng.integers(3))
-            colour = (_fur(rng, cv.x, cv.y, size, s) if texture == 0 else _feather(rng, size)
-                      if texture == 1 else _panel(rng, cv.x, cv.y - cy, size, s, 2 * r))
+            colour = (fur(rng, cv.x, cv.y, size, s) if texture == 0 else feather(rng, size)
+                      if texture == 1 else panel(rng, cv.x, cv.y - cy, size, s, 2 * r))
         else:
-            colour = _anything(rng)
+            colour = anything(rng)
         cv.fill(blob, colour)
     for _ in range(int(rng.integers(0, 4))):
         pts = rng.uniform(-0.1, 1.1, (int(rng.integers(2, 5)), 2)) * size
         line = _raster(size, [], [(pts, 0)], s * int(rng.integers(1, 3))) > 0
-        cv.fill(line, _hsv(rng.random(), rng.uniform(0, 0.6), rng.uniform(0.05, 0.9)))
+        cv.fill(line, hsv(rng.random(), rng.uniform(0, 0.6), rng.uniform(0.05, 0.9)))
 
 
 def _context(rng, cv, kind, y):
@@ -319,7 +165,7 @@ def _context(rng, cv, kind, y):
         cv.fill((row >= wire) & (row < y) & (((cv.x - x0) % period) < s), np.full(3, 0.3))
     else:  # water
         water = row >= y
-        blue = _hsv(rng.uniform(0.5, 0.65), rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.8))
+        blue = hsv(rng.uniform(0.5, 0.65), rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.8))
         cv.fill(water, blue * (1 + 0.15 * np.sin(row * 1.7 + np.sin(cv.x * 0.3) * 2))[..., None])
 
 
@@ -582,8 +428,8 @@ def save_sample_grid(root, out_png, n=16, split="train"):
     rows = math.ceil(n / cols)
     legend_h = 20
     canvas = Image.new("RGB", (cols * (w + gap) + gap, rows * (h + gap) + gap + legend_h), (255, 255, 255))
-    for i, panel in enumerate(panels):
-        tile = Image.fromarray(panel).resize((w, h), Image.NEAREST)
+    for i, cell in enumerate(panels):
+        tile = Image.fromarray(cell).resize((w, h), Image.NEAREST)
         canvas.paste(tile, (gap + (i % cols) * (w + gap), gap + (i // cols) * (h + gap)))
     draw = ImageDraw.Draw(canvas)
     x, y = gap, rows * (h + gap) + gap
