@@ -237,10 +237,11 @@ class _LocallyAdaptiveLoss(torch.autograd.Function):
             grad_image = grad_normed.view(batch, height, width, channels).permute(0, 3, 1, 2)
             if dtype != exp.dtype:
                 memory_format = torch.channels_last if channels_last else torch.contiguous_format
-                return (grad_image * std_scale).to(dtype, memory_format=memory_format), None, None, None, None
-            if channels_last:
-                return grad_image.mul_(std_scale), None, None, None, None
-            grad_logits = torch.mul(grad_image, std_scale, out=exp.view(batch, channels, height, width))
+                grad_logits = (grad_image * std_scale).to(dtype, memory_format=memory_format)
+            elif channels_last:
+                grad_logits = grad_image.mul_(std_scale)
+            else:
+                grad_logits = torch.mul(grad_image, std_scale, out=exp.view(batch, channels, height, width))
         return grad_logits, None, None, None, None
 
 
