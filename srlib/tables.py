@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from srlib.claims import claims_sections
 from srlib.figures import plot_ablation, plot_pictures
 from srlib.results import METRIC_NAMES, FAILURE_METRICS, collect_runs, groups, ordered_sr, read_json, score, status_note
 from srlib.stats import LEVEL, mean_ci, paired_difference
@@ -331,6 +332,7 @@ TABLES = {
     "cost.md": ("Cost", cost_sections),
     "failure_modes.md": ("Failure modes", failure_sections),
     "per_class.md": ("Per-class IoU", per_class_sections),
+    "claims.md": ("Claims of the paper", claims_sections),
 }
 TABLE_FILES = (*TABLES, "ablation.png", "pictures.png", "tables.html")  # what build_tables writes
 

@@ -1,0 +1,210 @@
+"""The claims table: each claim of the paper, the measured effect and a verdict.
+
+Claims (Zhang et al., ICCV 2021): SR improves the baseline; each part adds to what came before it in the
+paper's incremental order; training overhead is small; there is no test-time overhead; Failure-1 (thin
+parts, small objects) and Failure-2 (hallucinated classes) errors become fewer.
+
+Verdicts for effects measured over seeds (paired by seed, two-sided paired t-test):
+**supported** (effect in the claimed direction, p < 0.05), **contradicted** (opposite direction,
+p < 0.05), **inconclusive** (otherwise), then with the smallest effect the seeds could detect at 80 %
+power (:func:`detectable_effect`). Costs are deterministic counts or medians: a ratio is supported when
+it is at most the stated limit, contradicted when above it.
+"""
+
+import functools
+import math
+
+from srlib.results import groups, score
+from srlib.stats import LEVEL, paired_difference
+from srlib.sweep import FULL_SR
+
+ALPHA = 0.05
+POWER = 0.8
+TRAIN_OVERHEAD_LIMIT = 1.10  # our reading of "little computational overhead during training"
+# (claim, treated cell, reference cell, metric in metrics.json, claimed sign: +1 = higher is better)
+EFFECT_CLAIMS = (
+    ("SR improves the baseline (+MEA+SR-F+SR-L vs baseline)", FULL_SR, "baseline", "miou", +1),
+    ("MEA adds to the baseline (+MEA vs baseline)", "mea", "baseline", "miou", +1),
+    ("SR-F adds to MEA (+MEA+SR-F vs +MEA)", "mea+srf", "mea", "miou", +1),
+    ("SR-L adds to MEA (+MEA+SR-L vs +MEA)", "mea+srl", "mea", "miou", +1),
+    ("SR-F and SR-L together add to MEA (+MEA+SR-F+SR-L vs +MEA)", FULL_SR, "mea", "miou", +1),
+    ("Fewer Failure-1 errors: thin-part IoU rises (full SR vs baseline)", FULL_SR, "baseline", "thin_part_iou", +1),
+    ("Fewer Failure-1 errors: small-object IoU rises (full SR vs baseline)", FULL_SR, "baseline", "small_object_iou", +1),
+    ("Fewer Failure-2 errors: hallucinated-class rate falls (full SR vs baseline)", FULL_SR, "baseline",
+     "hallucination_rate", -1),
+)
+
+
+def detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Smallest true mean difference a two-sided paired t-test on ``n`` pairs with difference standard
+    deviation ``sd`` detects with probability ``power`` at level ``alpha`` (noncentral t). NaN if n < 2."""
+    from scipy import optimize, stats
+
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0
+    df = n - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(effect: float) -> float:
+        noncentrality = effect * math.sqrt(n) / sd
+        return stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality) - power
+
+    upper = (critical + 4) * sd / math.sqrt(n)
+    while shortfall(upper) < 0:  # bracket the root without overflowing nct at huge noncentralities
+        upper *= 2
+    return float(optimize.brentq(shortfall, 0.0, upper))
+
+
+def verdict(mean: float, p: float, sign: int) -> str:
+    if not (math.isfinite(mean) and math.isfinite(p)) or p >= ALPHA:
+        return "inconclusive"
+    return "supported" if mean * sign > 0 else "contradicted"
+
+
+def effect_row(claim: str, treated: dict, reference: dict, sign: int, level: float = LEVEL) -> dict:
+    """One claims-table row from seed -> score (fractions) of the treated and reference cells."""
+    diff = paired_difference(treated, reference, level)
+    seeds = sorted(s for s in set(treated) & set(reference) if treated[s] is not None and reference[s] is not None)
+    diffs = [treated[s] - reference[s] for s in seeds]
+    sd = float(_std(diffs)) if len(diffs) >= 2 else math.nan
+    judged = verdict(diff["mean"], diff["p"], sign)
+    if judged == "inconclusive" and diff["n"] >= 2:
+        mde = detectable_effect(sd, diff["n"])
+        judged += f" (detectable at 80 % power with n={diff['n']}: ±{100 * mde:.1f} points)"
+    return {
+        "claim": claim,
+        "effect": _points(diff["mean"], diff["half"]),
+        "n": diff["n"],
+        "p": _p(diff["p"]),
+        "verdict": judged,
+    }
+
+
+def ratio_row(claim: str, ratio: float | None, limit: float, what: str) -> dict:
+    """A cost claim: supported when ``ratio`` <= ``limit``."""
+    if ratio is None or not math.isfinite(ratio):
+        judged = "not measured"
+    else:
+        judged = "supported" if ratio <= limit + 1e-12 else "contradicted"
+    return {"claim": claim, "effect": "–" if ratio is None else f"×{ratio:.3f} {what}", "n": "–", "p": "–",
+            "verdict": judged}
+
+
+def _std(values) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _points(mean: float, half: float) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    text = f"{100 * mean:+.1f}"
+    return text + (f" ± {100 * half:.1f}" if math.isfinite(half) else "") + " points"
+
+
+def _p(p: float) -> str:
+    return "–" if not math.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _seed_scores(group, sr: str, metric: str) -> dict:
+    cells = group[group["sr"] == sr]
+    return {seed: score(result, metric) for seed, result in zip(cells["seed"], cells["result"])}
+
+
+def _ratio(record: dict | None, base: dict | None, key: str, base_key: str | None = None):
+    if not record or not base or record.get(key) is None or not base.get(base_key or key):
+        return None
+    return record[key] / base[base_key or key]
+
+
+def _peak(record: dict | None):
+    return None if record is None else record.get("peak_memory_mib")
+
+
+def cost_rows(records: list[dict], exit_type: str | None) -> list[dict]:
+    """Overhead claims from one group's cost records: the full SR stack (with ``exit_type`` exits) against the
+    baseline, training model against the baseline's test model, and the test models against each other."""
+    base = next((r for r in records if r["sr"] == "baseline"), None)
+    full = next((r for r in records if r["sr"] == FULL_SR and (exit_type is None or r["exit"] == exit_type)), None)
+    train = f"training model vs baseline (limit ×{TRAIN_OVERHEAD_LIMIT:.2f})"
+    memory = None if full is None or base is None or _peak(base) is None else _peak(full) / _peak(base)
+    return [
+        ratio_row(f"Little training overhead: parameters, {train}", _ratio(full, base, "params_train", "params_test"),
+                  TRAIN_OVERHEAD_LIMIT, "params"),
+        ratio_row(f"Little training overhead: FLOPs, {train}", _ratio(full, base, "macs_train", "macs_test"),
+                  TRAIN_OVERHEAD_LIMIT, "MACs"),
+        ratio_row(f"Little training overhead: step time, {train}", _ratio(full, base, "step_time_s"),
+                  TRAIN_OVERHEAD_LIMIT, "s per step"),
+        ratio_row(f"Little training overhead: peak memory, {train}", memory, TRAIN_OVERHEAD_LIMIT, "MiB"),
+        ratio_row("No test-time overhead: parameters of the inference model", _ratio(full, base, "params_test"),
+                  1.0, "params"),
+        ratio_row("No test-time overhead: FLOPs of the inference model", _ratio(full, base, "macs_test"), 1.0, "MACs"),
+    ]
+
+
+def paper_setting_rows(counts: dict) -> list[dict]:
+    """Overhead at the paper's own setting from :func:`paper_setting_counts`."""
+    what = f"{counts['preset']}, {counts['size']} x {counts['size']}, {counts['exit']} exits"
+    return [
+        ratio_row(f"Little training overhead at the paper's setting ({what}): parameters",
+                  counts["params_train"] / counts["params_test"], TRAIN_OVERHEAD_LIMIT, "params"),
+        ratio_row(f"Little training overhead at the paper's setting ({what}): FLOPs",
+                  counts["macs_train"] / counts["macs_test"], TRAIN_OVERHEAD_LIMIT, "MACs"),
+    ]
+
+
+@functools.cache
+def paper_setting_counts(preset: str = "deeplabv2_resnet101", size: int = 321, num_classes: int = 21,
+                         exit_type: str = "official") -> dict:
+    """Parameters and multiply-adds of the paper's baseline and of its full-SR training model (exits and
+    class-logit heads), counted on the meta device: no weights are allocated, nothing is trained."""
+    import torch
+
+    from srlib.cost import count_flops, count_parameters
+    from srlib.models import build_preset
+
+    with torch.device("meta"):
+        model = build_preset(preset, num_classes, exit_type=exit_type, classify=True)
+    shape = (1, 3, size, size)
+    return {"preset": preset, "size": size, "exit": exit_type,
+            "params_test": count_parameters(model.inference_model()), "params_train": count_parameters(model),
+            "macs_test": count_flops(model.inference_model(), shape)["macs"],
+            "macs_train": count_flops(model, shape)["macs"]}
+
+
+def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
+    """One claims table per dataset x preset x pixel loss (rows: claim, effect, n, p, verdict).
+
+    ``data``: the tables' input (``srlib.tables``): "runs", "costs", "level". ``paper_counts``: the
+    paper-setting counts; default :func:`paper_setting_counts` (about 4 s of CPU, once per process).
+    """
+    import pandas as pd
+
+    frame, cost_records, level = data["runs"], data["costs"], data["level"]
+    paper_counts = paper_counts or paper_setting_counts()
+    sections = []
+    for key, group in groups(frame, ["dataset", "preset", "pixel"]):
+        present = set(group["sr"])
+        rows = [effect_row(claim, _seed_scores(group, treated, metric), _seed_scores(group, reference, metric), sign,
+                           level)
+                for claim, treated, reference, metric, sign in EFFECT_CLAIMS if {treated, reference} <= present]
+        exits = {str(c.get("model", {}).get("exit")) for c, sr in zip(group["config"], group["sr"])
+                 if sr == FULL_SR and isinstance(c, dict)}
+        records = [r for r in cost_records
+                   if (r["dataset"], r["preset"], r["pixel"]) == (key["dataset"], key["preset"], key["pixel"])]
+        rows += cost_rows(records, next(iter(exits)) if len(exits) == 1 else None)
+        rows += paper_setting_rows(paper_counts)
+        caption = (
+            f"Effects are paired differences over seeds, in percentage points, ± half width of the "
+            f"{100 * level:.0f} % t-interval; p = two-sided paired t-test. Verdicts: supported = effect in the "
+            f"claimed direction with p < {ALPHA}; contradicted = opposite direction with p < {ALPHA}; "
+            f"inconclusive otherwise, with the smallest effect the seeds could detect at {100 * POWER:.0f} % power. "
+            f"Costs: ×r = ratio to the baseline (MACs = multiply-adds); a training overhead is 'little' when "
+            f"r <= {TRAIN_OVERHEAD_LIMIT:.2f} (our reading of the paper's 'little computational overhead'); "
+            f"test-time overhead must be exactly ×1.000. Full SR = +MEA+SR-F+SR-L."
+        )
+        sections.append({"title": f"{key['dataset']} · {key['preset']} · pixel loss {key['pixel']}",
+                         "caption": caption, "frame": pd.DataFrame(rows)})
+    return sections

@@ -1,0 +1,79 @@
+"""The claims table: verdicts follow the measured effects, inconclusive rows say what the seeds could detect."""
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from srlib.claims import (claims_sections, cost_rows, detectable_effect, effect_row, paper_setting_counts,
+                          ratio_row)
+
+BASE = {0: 0.40, 1: 0.42, 2: 0.41, 3: 0.43}
+
+
+def test_detectable_effect_has_the_stated_power():
+    sd, n = 0.02, 3
+    effect = detectable_effect(sd, n)
+    critical = stats.t.ppf(0.975, n - 1)
+    nc = effect * math.sqrt(n) / sd
+    power = stats.nct.sf(critical, n - 1, nc) + stats.nct.cdf(-critical, n - 1, nc)
+    assert power == pytest.approx(0.8, abs=1e-6)
+    assert detectable_effect(sd, 10) < effect  # more seeds detect smaller effects
+    assert math.isnan(detectable_effect(sd, 1))
+
+
+@pytest.mark.parametrize("shift,sign,expected", [
+    (+0.05, +1, "supported"), (-0.05, +1, "contradicted"), (+0.05, -1, "contradicted"), (-0.05, -1, "supported"),
+])
+def test_clear_effects_get_a_verdict(shift, sign, expected):
+    treated = {seed: score + shift + 0.002 * seed for seed, score in BASE.items()}
+    row = effect_row("claim", treated, BASE, sign)
+    assert row["verdict"] == expected
+    assert row["n"] == 4 and row["effect"].startswith(f"{100 * shift + 0.3:+.1f}")
+
+
+def test_noisy_effect_is_inconclusive_and_names_the_detectable_effect():
+    treated = {0: 0.45, 1: 0.38, 2: 0.44, 3: 0.41}
+    row = effect_row("claim", treated, BASE, +1)
+    assert row["verdict"].startswith("inconclusive (detectable at 80 % power with n=4: ±")
+    assert float(row["p"]) >= 0.05
+
+
+def test_cost_rows_compare_with_the_baseline():
+    base = {"sr": "baseline", "exit": "none", "params_test": 100, "params_train": 100, "macs_test": 1000,
+            "macs_train": 1000, "step_time_s": 1.0, "peak_memory_mib": 500}
+    full = {"sr": "mea+srf+srl", "exit": "light", "params_test": 100, "params_train": 105, "macs_test": 1000,
+            "macs_train": 1500, "step_time_s": 1.05, "peak_memory_mib": 600}
+    rows = cost_rows([base, full], "light")
+    assert [r["verdict"] for r in rows] == ["supported", "contradicted", "supported", "contradicted", "supported",
+                                            "supported"]
+    assert rows[1]["effect"] == "×1.500 MACs"
+    assert ratio_row("x", None, 1.1, "s")["verdict"] == "not measured"
+
+
+def test_claims_sections_from_runs():
+    rows = []
+    for sr, shift in (("baseline", 0.0), ("mea", 0.02), ("mea+srf+srl", -0.1)):
+        for seed, score in BASE.items():
+            score += 0.001 * seed * len(sr)  # differences that vary, as real seeds' do
+            rows.append({"dataset": "generated", "preset": "p", "pixel": "ce", "sr": sr, "seed": seed,
+                         "config": {"model": {"exit": "light"}},
+                         "result": {"metrics": {"miou": score + shift + 0.001 * seed, "thin_part_iou": 0.1,
+                                                "hallucination_rate": 0.02}}})
+    paper = {"preset": "deeplabv2_resnet101", "size": 321, "exit": "official", "params_test": 10, "params_train": 11,
+             "macs_test": 100, "macs_train": 150}
+    [section] = claims_sections({"runs": pd.DataFrame(rows), "costs": [], "level": 0.95}, paper)
+    table = section["frame"].set_index("claim")
+    assert table.loc["SR improves the baseline (+MEA+SR-F+SR-L vs baseline)", "verdict"] == "contradicted"
+    assert table.loc["MEA adds to the baseline (+MEA vs baseline)", "verdict"] == "supported"
+    assert not any("SR-F adds to MEA" in claim for claim in table.index)  # cell not in the sweep: no row
+    assert "supported = effect in the claimed direction" in section["caption"]
+    paper_rows = table.loc[[c for c in table.index if "paper's setting" in c], "verdict"]
+    assert list(paper_rows) == ["supported", "contradicted"]  # params x1.10, MACs x1.50
+
+
+def test_paper_setting_counts_resnet101_without_allocating():
+    counts = paper_setting_counts()
+    assert counts["params_test"] == 44_048_532  # DeepLab-v2 ResNet-101, 21 classes
+    assert counts["params_train"] > counts["params_test"] and counts["macs_train"] > counts["macs_test"]
