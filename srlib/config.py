@@ -42,6 +42,7 @@ DEFAULTS = {
         "exit": "light",
         "pretrained": None,
         "min_exit_stride": 2,
+        "frozen_bn": False,
         "backbone_kwargs": {},
     },
     "loss": {
@@ -50,13 +51,13 @@ DEFAULTS = {
         "srl": False,
         "variant": "official",
         "pixel": "ce",
-        "w_seg": 0.8,
         "center": False,
+        "w_seg": 0.8,
         "w_cls": 0.2,
         "w_srf": 1.0,
         "w_srl": 1.0,
-        "tau": 1.0,
         "w_center": 3.0e-4,
+        "tau": 1.0,
         "feature_dim": 64,
         "lal": {"window": 5, "k": 3.0},
         "focal": {"alpha": 0.25, "gamma": 2.0},
@@ -78,7 +79,6 @@ DEFAULTS = {
     "tracking": {"enabled": True, "uri": None, "experiment": "srbench"},
 }
 
-# Keys that say where or how verbosely a run happens, not what it computes: left out of the identity hash.
 # Parameters of the embedded generated dataset (``srlib generate-data``, ``srlib.data.synth.generate``).
 GENERATE_DEFAULTS = {"seed": 0, "size": 64, "n_train": 2000, "n_val": 500, "n_test": 500,
                      "thin_part_prob": 0.9, "small_object_prob": 0.5}
@@ -86,6 +86,7 @@ GENERATE_DEFAULTS = {"seed": 0, "size": 64, "n_train": 2000, "n_val": 500, "n_te
 RESULTS_DIR = "results"
 TRACKING_DB_NAME = "mlflow.db"
 
+# Keys that say where or how verbosely a run happens, not what it computes: left out of the identity hash.
 NON_IDENTITY_KEYS = (
     ("data", "root"), ("data", "workers"),  # the data stream is seeded per sample, whatever the workers
     ("run", "ckpt_every"), ("run", "log_every"), ("run", "cost_steps"), ("run", "pictures"), ("tracking",),
@@ -103,7 +104,6 @@ _Loader.add_implicit_resolver(
 )
 
 
-def load_yaml(text: str):
 def tracking_uri(configured: str | None = None, results_dir=RESULTS_DIR, *, absolute: bool = True) -> str:
     """MLflow tracking URI: ``configured`` if given, else ``$MLFLOW_TRACKING_URI``, else the SQLite file
     ``<results_dir>/mlflow.db``: ``sqlite:////abs/path/results/mlflow.db``, or when not ``absolute``
@@ -116,6 +116,7 @@ def tracking_uri(configured: str | None = None, results_dir=RESULTS_DIR, *, abso
     return f"sqlite:///{db.resolve() if absolute else db.as_posix()}"
 
 
+def load_yaml(text: str):
     """Parse config YAML, reading exponent notation without a dot as a number."""
     return yaml.load(text, Loader=_Loader)
 
@@ -181,8 +182,8 @@ def _check_names(cfg: dict, where: str) -> None:
     """Names the schema cannot know: they live in the model, loss and data registries."""
     from srlib.data import DATASETS
     from srlib.losses import PIXEL_LOSSES
-    from srlib.models import EXITS, HEADS, PRESETS
     from srlib.losses.self_regulation import VARIANTS
+    from srlib.models import EXITS, HEADS, PRESETS
 
     model = cfg["model"]
     checks = [

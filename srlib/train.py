@@ -74,6 +74,7 @@ def build_model(cfg: dict, num_classes: int, needs: dict) -> torch.nn.Module:
         feature_proj_dim=cfg["loss"]["feature_dim"] if needs["feature_proj"] else None,
         pretrained=model_cfg["pretrained"],
         min_exit_stride=model_cfg["min_exit_stride"],
+        frozen_bn=model_cfg["frozen_bn"],
     )
 
 

@@ -215,3 +215,18 @@ def test_pretrained_mismatch_names_file_and_keys(tmp_path):
         build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained=str(path))
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained=str(tmp_path / "absent.pth"))
+
+
+def test_frozen_bn_keeps_the_backbone_statistics():
+    """The authors train with net.eval(): backbone BatchNorm statistics stay fixed, affine parameters train."""
+    model = build_segmentor("test_resnet", "deeplabv3", NUM_CLASSES, exit_type="official", frozen_bn=True).train()
+    backbone_bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [bn.running_mean.clone() for bn in backbone_bns]
+    images, masks = batch()
+    multi_exit_loss(model(images), masks).backward()
+    assert backbone_bns and not any(bn.training for bn in backbone_bns)
+    assert all(torch.equal(a, bn.running_mean) for a, bn in zip(before, backbone_bns))
+    assert all(bn.weight.grad is not None for bn in backbone_bns)
+    assert all(m.training for m in model.head.modules())  # the decoder and exits train as usual
+    unfrozen = build_segmentor("test_resnet", "deeplabv3", NUM_CLASSES).train()
+    assert all(m.training for m in unfrozen.backbone.modules())

@@ -30,11 +30,15 @@ class Backbone(nn.Module):
     ``input_norm`` (mean, std), when given, is the normalisation the weights were trained with; images
     arrive ImageNet-standardised (``srlib.data.transforms``) and are re-standardised to it first
     (an elementwise affine, the same in every model built on these weights).
+    ``frozen_bn``: the backbone's BatchNorm layers stay in eval mode (running statistics from the
+    pretrained weights; their affine parameters still train), as the authors' ``trainval.py`` trains
+    with ``net.eval()``.
     """
 
-    def __init__(self, body: nn.Module, input_norm: tuple | None = None):
+    def __init__(self, body: nn.Module, input_norm: tuple | None = None, frozen_bn: bool = False):
         super().__init__()
         self.body = body
+        self.frozen_bn = frozen_bn
         info = body.feature_info
         self.channels = list(info.channels())
         self.reductions = list(info.reduction())
@@ -51,6 +55,15 @@ class Backbone(nn.Module):
         # Not persistent: the state dict stays that of the timm model; the affine is rebuilt from the source.
         self.register_buffer("input_scale", scale, persistent=False)
         self.register_buffer("input_shift", shift, persistent=False)
+        self.train()  # applies frozen_bn from the start
+
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(mode)
+        if self.frozen_bn:
+            for module in self.body.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         if self.input_scale is not None:
@@ -94,7 +107,8 @@ def _create(timm, name: str, output_stride: int, kwargs: dict) -> nn.Module:
 
 
 def build_backbone(
-    name: str, output_stride: int = 16, pretrained: str | None = None, backbone_kwargs: dict | None = None
+    name: str, output_stride: int = 16, pretrained: str | None = None, backbone_kwargs: dict | None = None,
+    frozen_bn: bool = False,
 ) -> Backbone:
     """Build timm model ``name`` as a :class:`Backbone`; never downloads.
 
@@ -103,6 +117,7 @@ def build_backbone(
     backbone_kwargs: passed to ``timm.create_model`` (e.g. ``img_size`` for Swin / ViT).
     pretrained: ``imagenet``, a source of ``srlib.models.pretrained.SOURCES`` (weights an installed
     package ships, with their input normalisation) or a local checkpoint (see :func:`load_backbone_checkpoint`).
+    frozen_bn: keep the backbone's BatchNorm statistics fixed in training (see :class:`Backbone`).
     """
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"output_stride={output_stride!r} is not one of {OUTPUT_STRIDES}")
@@ -119,7 +134,7 @@ def build_backbone(
             full_keys = _full_keys(name, kwargs)
             _fit_state_dict(body, name, load_source(source, sorted(full_keys)), full_keys, f"model.pretrained: {source!r}")
             norm = SOURCES[source]["norm"]
-    return Backbone(body, norm)
+    return Backbone(body, norm, frozen_bn)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

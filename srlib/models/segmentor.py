@@ -100,6 +100,7 @@ def build_segmentor(
     pretrained: str | None = None,
     backbone_kwargs: dict | None = None,
     min_exit_stride: int = 2,
+    frozen_bn: bool = False,
 ) -> Segmentor:
     """Build a segmentor on timm model ``backbone`` with decoder ``head`` (a key of HEADS).
 
@@ -111,6 +112,7 @@ def build_segmentor(
     min_exit_stride: exits tap every backbone stage below the last whose stride is at least this.
     2 (default) is the authors' placement: on ResNet-101 the stem after conv1-bn1-relu (stride 2,
     64 channels), then layer1, layer2, layer3; exit 1, SR-F's teacher, is the stem. 4 skips the stem.
+    frozen_bn: the backbone's BatchNorm layers keep their (pretrained) statistics in training.
     """
     _check_choice("head", head, HEADS)
     if exit_type is not None:
@@ -119,7 +121,7 @@ def build_segmentor(
         raise ValueError(f"num_classes={num_classes!r}: need an integer >= 2")
     if feature_proj_dim is not None and feature_proj_dim < 1:
         raise ValueError(f"feature_proj_dim={feature_proj_dim!r}: need a positive width or None")
-    body = build_backbone(backbone, output_stride, pretrained, backbone_kwargs)
+    body = build_backbone(backbone, output_stride, pretrained, backbone_kwargs, frozen_bn)
     decoder = HEADS[head](body.channels[-1], num_classes, body.output_stride)
     tap_channels = [c for c, r in zip(body.channels[:-1], body.reductions[:-1]) if r >= min_exit_stride]
     exit_channels = tap_channels if exit_type else []
