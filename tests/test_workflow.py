@@ -83,7 +83,7 @@ def test_default_benchmark_dry_run(work):
     out = snakemake(work, "-n").stdout
     assert job_counts(out) == {"init_tracking": 1, "generate_data": 1, "train": 24, "cost": 3, "tables": 1, "all": 1}
     runs = train_outputs(out)
-    assert "results/default/runs/dataset~generated/preset~fcn_mobilenetv2_050/pixel~ce/sr~mea+srf+srl/seed~2/" \
+    assert "results/default/runs/dataset~generated/preset~fcn_mobilenetv2_100/pixel~ce/sr~mea+srf+srl/seed~2/" \
            "outcome.json" in runs
     assert len({re.search(r"sr~([^/]+)", r)[1] for r in runs}) == 8
 
