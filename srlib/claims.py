@@ -13,6 +13,7 @@ it is at most the stated limit, contradicted when above it.
 
 import functools
 import math
+import statistics
 
 from srlib.results import groups, score
 from srlib.stats import LEVEL, paired_difference
@@ -68,11 +69,11 @@ def effect_row(claim: str, treated: dict, reference: dict, sign: int, level: flo
     diff = paired_difference(treated, reference, level)
     seeds = sorted(s for s in set(treated) & set(reference) if treated[s] is not None and reference[s] is not None)
     diffs = [treated[s] - reference[s] for s in seeds]
-    sd = float(_std(diffs)) if len(diffs) >= 2 else math.nan
+    sd = statistics.stdev(diffs) if len(diffs) >= 2 else math.nan
     judged = verdict(diff["mean"], diff["p"], sign)
     if judged == "inconclusive" and diff["n"] >= 2:
         mde = detectable_effect(sd, diff["n"])
-        judged += f" (detectable at 80 % power with n={diff['n']}: ±{100 * mde:.1f} points)"
+        judged += f" (detectable at {100 * POWER:.0f} % power with n={diff['n']}: ±{100 * mde:.1f} points)"
     return {
         "claim": claim,
         "effect": _points(diff["mean"], diff["half"]),
@@ -90,11 +91,6 @@ def ratio_row(claim: str, ratio: float | None, limit: float, what: str) -> dict:
         judged = "supported" if ratio <= limit + 1e-12 else "contradicted"
     return {"claim": claim, "effect": "–" if ratio is None else f"×{ratio:.3f} {what}", "n": "–", "p": "–",
             "verdict": judged}
-
-
-def _std(values) -> float:
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _points(mean: float, half: float) -> str:
