@@ -15,11 +15,13 @@ import importlib.metadata
 import json
 import logging
 import os
+import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
@@ -298,6 +300,17 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def run_tags(config_hash: str, device: str, threads: int) -> dict[str, str]:
     """Standard run tags: code version (git commit and dirty flag of srlib's checkout, "unknown" outside
     one), config hash, torch / timm / srlib / mlflow versions, device and CPU thread count.
@@ -313,6 +326,9 @@ def run_tags(config_hash: str, device: str, threads: int) -> dict[str, str]:
         CONFIG_HASH_TAG: config_hash,
         "device": device,
         "threads": str(threads),
+        # CPU results are bitwise repeatable only on the same kernels: name the CPU and torch's ISA level.
+        "cpu_model": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     for package in ("torch", "timm", "srlib", "mlflow"):
         tags[f"{package}_version"] = _version(package)
