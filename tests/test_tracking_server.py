@@ -28,13 +28,19 @@ def test_concurrent_runs_through_a_server_started_for_the_command(tmp_path):
     command = (f'{sys.executable} -m srlib init-tracking --uri "$MLFLOW_TRACKING_URI" --experiment sweep --marker {marker}'
                f' && {sys.executable} {REPO}/benchmarks/tracking_latency.py --uri "$MLFLOW_TRACKING_URI" '
                f"--experiment sweep --runs {N_RUNS} && exit 3")
-    result = subprocess.run([sys.executable, REPO / "workflow/scripts/tracking_server.py", "--store", store,
-                             "--port", str(port), "--workers", "2", "--", "sh", "-c", command],
-                            capture_output=True, text=True, timeout=600, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
-    assert result.returncode == 3, result.stdout + result.stderr  # the command's exit status
+    script = subprocess.Popen([sys.executable, REPO / "workflow/scripts/tracking_server.py", "--store", store,
+                               "--port", str(port), "--workers", "2", "--", "sh", "-c", command],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    try:
+        stdout, stderr = script.communicate(timeout=600)
+    finally:
+        script.terminate()  # on a timeout: SIGTERM, so the script stops its server (SIGKILL would orphan it)
+        script.wait()
+    assert script.returncode == 3, stdout + stderr  # the command's exit status
     uri = f"http://127.0.0.1:{port}"
     assert marker.read_text().splitlines()[:2] == [uri, "sweep"]  # the command got the server's URI
-    assert f"| {uri} | {N_RUNS} |" in result.stdout and f"| {N_RUNS}/{N_RUNS} |" in result.stdout, result.stdout
+    assert f"| {uri} | {N_RUNS} |" in stdout and f"| {N_RUNS}/{N_RUNS} |" in stdout, stdout
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass  # the server stopped with the command
 

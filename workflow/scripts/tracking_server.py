@@ -6,8 +6,9 @@
 Starts ``mlflow server`` on this machine (the submit host) with the SQLite file ``--store`` as its backend store
 and ``<store dir>/mlartifacts`` for artifacts (clients upload them through the server, so compute nodes need no
 shared artifact folder), waits until it answers, runs the command with ``MLFLOW_TRACKING_URI`` set to the
-server's URL (the workflow bakes it into every run's config), and stops the server when the command ends. Exit
-status: the command's. Only the server touches the SQLite file, so hundreds of jobs never queue on its lock.
+server's URL (the workflow bakes it into every run's config), and stops the server when the command ends (or
+on SIGINT, SIGTERM, SIGHUP). Exit status: the command's. Only the server touches the SQLite file, so hundreds
+of jobs never queue on its lock.
 
 ``--host 0.0.0.0`` listens on every interface and advertises this machine's fully qualified name to the jobs;
 the default 127.0.0.1 serves this machine only (a workstation, a one-node SLURM).
@@ -15,6 +16,7 @@ the default 127.0.0.1 serves this machine only (a workstation, a one-node SLURM)
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,8 +25,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-READY_TIMEOUT_S = 120
+READY_TIMEOUT_S = 300  # a loaded machine needs minutes to import the server
 WARM_S = 1.0  # a warm worker answers a look-up well within this
+HEALTHCHECK_S = 120
 
 
 def free_port() -> int:
@@ -44,6 +47,9 @@ def server_command(store: Path, host: str, port: int, workers: int) -> tuple[lis
         "--host", host, "--port", str(port), "--workers", str(workers),
         # MLflow rejects Host headers other than localhost / private IPs unless they are allowed.
         "--allowed-hosts", f"{name},{name}:{port},localhost,localhost:*,127.0.0.1,127.0.0.1:*",
+        # uvicorn restarts a worker that does not answer its health check within 5 s; on a loaded machine a
+        # worker still importing MLflow takes longer, and the restarts never end.
+        "--uvicorn-opts", f"--timeout-worker-healthcheck {HEALTHCHECK_S}",
     ]
     return command, f"http://{name}:{port}"
 
@@ -55,7 +61,7 @@ def wait_ready(uri: str, process: subprocess.Popen, timeout_s: float = READY_TIM
         if process.poll() is not None:
             raise RuntimeError(f"mlflow server exited with status {process.returncode} before answering at {uri}")
         try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{uri}/health", timeout=10) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -106,15 +112,21 @@ def start(store: Path, host: str = "127.0.0.1", port: int = 0, workers: int = 4,
 def stop(process: subprocess.Popen) -> None:
     """Terminate the server and its workers (its process group); kill them after 10 s."""
     if process.poll() is None:
-        os.killpg(process.pid, 15)
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
+def _exit(signum, _frame):
+    raise SystemExit(128 + signum)  # so that `finally` stops the server (it runs in a session of its own)
+
+
 def main(argv: list[str]) -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit)
     if "--" not in argv:
         raise SystemExit("usage: tracking_server.py --store FILE.db [--host H] [--port P] -- COMMAND [ARGS...]")
     split = argv.index("--")
