@@ -6,7 +6,12 @@ import torch.nn.functional as F
 
 from srlib.losses import PIXEL_LOSSES, build_pixel_loss
 from srlib.losses.center import DEFAULT_LAMBDA, CenterLoss
-from srlib.losses.locally_adaptive import _SameLabelPooling, locally_adaptive_loss
+from srlib.losses.locally_adaptive import (
+    _gathered_window_matches,
+    _SameLabelPooling,
+    _window_matches,
+    locally_adaptive_loss,
+)
 
 IGNORE = 255
 
@@ -84,6 +89,16 @@ def test_lal_reference_cases_cover_both_pooling_forms():
         for target in (blocky_labels(2, 9, 9, 3, seed=window), blocky_labels(1, 5, 4, 4, seed=window), halves(1, 12, 16)):
             forms.add(_SameLabelPooling(target, window, IGNORE, torch.float64).sparse_only)
     assert forms == {False, True}
+
+
+def test_lal_label_windows_gathered_or_compared_slot_by_slot_agree():
+    """Windows of few pixels are gathered, of many compared map against shifted map: same masks."""
+    target = blocky_labels(2, 9, 11, 4, seed=5)
+    labels = torch.where(target != IGNORE, target, -1).to(torch.int32)
+    few = torch.arange(0, target.numel(), 9)
+    for window in (3, 5, 7):
+        for compared, gathered in zip(_window_matches(labels, window), _gathered_window_matches(labels, few, window)):
+            assert torch.equal(compared[few], gathered)
 
 
 def test_lal_float32_and_registry_entry_agree_with_float64():

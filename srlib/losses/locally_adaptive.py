@@ -44,9 +44,10 @@ WINDOWS = (3, 5, 7)
 DEFAULT_WINDOW = 5
 DEFAULT_K = 3.0
 EPS = 1e-5
-_BUILD_ROWS = 1 << 16  # matrix rows per step while building the sparse matrix (bounds temporaries)
+_BUILD_ROWS = 1 << 16  # pixels per step while gathering label windows (bounds temporaries)
 # |v_c| <= 2 sqrt(C - 1) after normalisation, so exp(v) cannot overflow float32 below ~1900 classes.
 _NO_SHIFT_MAX_CHANNELS = 1000
+_OUTSIDE, _VOID = -2, -1  # label codes of padding and of ignore pixels in the padded label map
 
 
 def check_params(window: int, k: float) -> None:
@@ -80,60 +81,47 @@ class _SameLabelPooling:
 
     def __init__(self, target: Tensor, window: int, ignore_index: int, dtype: torch.dtype):
         batch, height, width = target.shape
-        r, slots, device = window // 2, window * window, target.device
+        device = target.device
         self.shape, self.window = (batch, height, width), window
         self.weights = window_weights(window).to(dtype=dtype, device=device)
-        self.valid = (target != ignore_index).reshape(-1)
-        # differs[s, p]: slot s of p's window is inside the image and labelled otherwise (void
-        # included). Void centres differ from everything; their rows are dropped below.
-        centre = torch.where(target != ignore_index, target, -1).to(torch.int32)
-        neighbour = F.pad(torch.where(centre >= 0, centre, -2), (r, r, r, r))
-        offsets = torch.arange(-r, r + 1, device=device)
-        rows_inside = _inside(torch.arange(height, device=device), offsets, height)  # (H, w) bool
-        cols_inside = _inside(torch.arange(width, device=device), offsets, width)  # (W, w) bool
-        differs = torch.empty(slots, batch, height, width, dtype=torch.bool, device=device)
-        for slot in range(slots):
-            dy, dx = divmod(slot, window)
-            torch.ne(neighbour[:, dy : dy + height, dx : dx + width], centre, out=differs[slot])
-            differs[slot] &= rows_inside[:, dy, None] & cols_inside[None, :, dx]
-        differing = differs.view(torch.uint8).sum(0, dtype=torch.uint8).view(-1)  # (N,)
-        in_image = (rows_inside.sum(1)[:, None] * cols_inside.sum(1)).to(dtype)  # (H, W) window positions
-        count = (in_image.expand(batch, height, width).reshape(-1) - differing).clamp_min_(1)  # m_p
+        valid = target != ignore_index
+        self.valid = valid.reshape(-1)
+        labels = torch.where(valid, target.to(torch.int32), _VOID)
+        offsets = torch.arange(-(window // 2), window // 2 + 1, device=device)
+        rows_inside = _inside(torch.arange(height, device=device), offsets, height).sum(1)
+        cols_inside = _inside(torch.arange(width, device=device), offsets, width).sum(1)
+        in_image = (rows_inside[:, None] * cols_inside).to(dtype)  # (H, W) window positions inside
+        count = in_image.expand(batch, height, width).reshape(-1).clone()  # m_p, exact off the boundary rows
+        self.rows = (valid & _mixed_windows(labels, window)).reshape(-1).nonzero().squeeze(1)
+        every = None  # the window masks of every pixel, when most pixels need theirs
+        if len(self.rows) * 8 > labels.numel():
+            every = _window_matches(labels, window)
+            same, differs = every[0][self.rows], every[1][self.rows]
+        else:
+            same, differs = _gathered_window_matches(labels, self.rows, window)
+        count[self.rows] = same.sum(1, dtype=dtype)
         self.inv_count = self.valid / count
         # The sparse form with fewer entries: D (differing neighbours of boundary rows) or A itself.
-        self.sparse_only = bool(count[self.valid].sum() < differing[self.valid].sum(dtype=torch.int64))
-        if self.sparse_only:
-            inside = (rows_inside.T[:, None, :, None] & cols_inside.T[None, :, None, :]).view(slots, 1, height, width)
-            entries = ~differs & inside & self.valid.view(1, batch, height, width)
+        self.sparse_only = float(count @ self.valid.to(dtype)) < float(differs.sum())
+        if self.sparse_only:  # rows for every pixel (none for void ones), so that A @ map is (N, C)
             self.rows = torch.arange(self.valid.numel(), device=device)
-        else:
-            entries = differs
-            self.rows = (self.valid & (differing > 0)).nonzero().squeeze(1)
-        self.matrix = self._csr(entries.view(slots, -1))
+            differs = (every or _window_matches(labels, window))[0] & self.valid[:, None]  # same-label entries
+        self.matrix = self._csr(differs)
 
     def _csr(self, entries: Tensor) -> Tensor:
-        """CSR (len(rows) x N) of the window weights at ``entries`` (slots x N bool) of each row:
-        row p holds w_s at pixel p + s where entries[s, p]. Built _BUILD_ROWS rows at a time."""
+        """CSR (len(rows) x N) of the window weights at ``entries`` (len(rows) x slots bool): row p
+        holds w_s at pixel p + s where entries[p, s]."""
         width, r, device = self.shape[2], self.window // 2, entries.device
         offsets = torch.arange(-r, r + 1, device=device, dtype=torch.int32)
         step = (offsets[:, None] * width + offsets).view(-1)  # pixel-index step of each slot
-        weights = self.weights.view(-1)
-        per_row = torch.zeros(len(self.rows), dtype=torch.int32, device=device)
-        columns, values = [torch.zeros(0, dtype=torch.int32, device=device)], [weights[:0]]
-        for start, pixels in zip(range(0, len(self.rows), _BUILD_ROWS), self.rows.split(_BUILD_ROWS)):
-            rows = entries[:, pixels].t()  # (n, slots)
-            per_row[start : start + len(pixels)] = rows.sum(1, dtype=torch.int32)
-            # nonzero keeps row-major order: by pixel, then by slot, as CSR wants.
-            row, slot = rows.nonzero(as_tuple=True)
-            columns.append(pixels.to(torch.int32)[row] + step[slot])
-            values.append(weights[slot])
         crow = torch.zeros(len(self.rows) + 1, dtype=torch.int32, device=device)
-        torch.cumsum(per_row, 0, out=crow[1:])
+        torch.cumsum(entries.sum(1, dtype=torch.int32), 0, out=crow[1:])
+        row, slot = entries.nonzero(as_tuple=True)  # row-major: by pixel, then by slot, as CSR wants
         with warnings.catch_warnings():  # "sparse CSR support is in beta" (once per process)
             warnings.simplefilter("ignore", UserWarning)
             return torch.sparse_csr_tensor(
-                crow, torch.cat(columns), torch.cat(values), size=(len(self.rows), self.valid.numel()),
-                check_invariants=False,
+                crow, self.rows.to(torch.int32)[row] + step[slot], self.weights.view(-1)[slot],
+                size=(len(self.rows), self.valid.numel()), check_invariants=False,
             )
 
     def apply(self, pixels: Tensor) -> Tensor:
@@ -160,6 +148,57 @@ def _inside(index: Tensor, offsets: Tensor, size: int) -> Tensor:
     """(len(index), len(offsets)) bool: index + offset lies in [0, size)."""
     moved = index[:, None] + offsets
     return (moved >= 0) & (moved < size)
+
+
+def _mixed_windows(labels: Tensor, window: int) -> Tensor:
+    """(B, H, W) bool: the in-image window around the pixel holds more than one label (void is one).
+
+    Separable: a window is mixed iff one of its rows differs along itself (``row_mixed`` at the
+    window's centre column) or its centre-column label differs from the pixel's."""
+    row_mixed = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    for d in range(1, window // 2 + 1):
+        differs = labels[:, :, d:] != labels[:, :, :-d]
+        row_mixed[:, :, d:] |= differs
+        row_mixed[:, :, :-d] |= differs
+    mixed = row_mixed.clone()
+    for d in range(1, window // 2 + 1):
+        differs = labels[:, d:] != labels[:, :-d]
+        mixed[:, d:] |= differs | row_mixed[:, :-d]
+        mixed[:, :-d] |= differs | row_mixed[:, d:]
+    return mixed
+
+
+def _window_matches(labels: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """For every pixel of a (B, H, W) label map, void = _VOID: two (N, window^2) bool masks over
+    the window slots, row-major: ``same`` (in-image, same label; the centre included) and
+    ``differs`` (in-image, another label or void). Compares the map with each shifted copy."""
+    height, width = labels.shape[1:]
+    r = window // 2
+    padded = F.pad(labels, (r, r, r, r), value=_OUTSIDE)
+    neighbours = torch.stack([padded[:, dy : dy + height, dx : dx + width] for dy in range(window) for dx in range(window)])
+    same = (neighbours == labels).view(window * window, -1)
+    return same.t(), ((neighbours != _OUTSIDE).view(window * window, -1) & ~same).t()
+
+
+def _gathered_window_matches(labels: Tensor, rows: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """_window_matches for the pixels ``rows`` (flat indices) only, by gathering their windows,
+    _BUILD_ROWS at a time: cheaper when they are few."""
+    batch, height, width = labels.shape
+    r = window // 2
+    padded = F.pad(labels, (r, r, r, r), value=_OUTSIDE).view(-1)
+    pad_w = width + 2 * r
+    offsets = torch.arange(-r, r + 1, device=labels.device)
+    step = (offsets[:, None] * pad_w + offsets).view(-1)
+    empty = torch.zeros(0, window * window, dtype=torch.bool, device=labels.device)
+    same, differs = [empty], [empty]
+    for chunk in rows.split(_BUILD_ROWS):
+        image, pixel = chunk.div(height * width, rounding_mode="floor"), chunk.remainder(height * width)
+        row, col = pixel.div(width, rounding_mode="floor"), pixel.remainder(width)
+        centre = (image * (height + 2 * r) + row + r) * pad_w + col + r  # index in the padded map
+        neighbours = padded[centre[:, None] + step]
+        same.append(neighbours == padded[centre, None])
+        differs.append((neighbours != _OUTSIDE) & ~same[-1])
+    return torch.cat(same), torch.cat(differs)
 
 
 def _channel_dot(a: Tensor, b: Tensor) -> Tensor:
