@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from srlib.data.common import color_table
 from srlib.data.transforms import denormalize
 from srlib.inference import predict_logits
 from srlib.metrics import SegmentationMetrics
+from srlib.palette import color_table
 
 
 @torch.no_grad()

@@ -57,7 +57,7 @@ def plot_ablation(frame, path: Path, metric: str = "miou", level: float = LEVEL)
 
 def _palette(result: dict, num_classes: int):
     """Colour table of a run: the palette its metrics.json records, else the PASCAL VOC colour map."""
-    from srlib.data.common import color_table, voc_colormap
+    from srlib.palette import color_table, voc_colormap
 
     return color_table(result.get("palette") or voc_colormap(max(num_classes, 1)))
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from srlib.data import DATASETS, build_dataset, dataset_info
-from srlib.data.common import voc_colormap
+from srlib.palette import voc_colormap
 from srlib.data.transforms import eval_transform
 
 H, W = 6, 8
