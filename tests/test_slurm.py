@@ -12,7 +12,7 @@ import subprocess
 from importlib import util
 
 import pytest
-from test_workflow import SNAKEMAKE, TINY, snakemake, work, write_bench  # noqa: F401 -- `work` is a fixture
+from test_workflow import SNAKEMAKE, TINY, work, write_bench  # noqa: F401 -- `work` is a fixture
 
 pytestmark = pytest.mark.slurm
 
@@ -38,6 +38,7 @@ EXPECTED = {  # scontrol's view of each rule's jobs: what sbatch was given
     "train": {"CPUs/Task": "2", "MinMemoryNode": "1500M", "TimeLimit": "00:07:00", "TresPerJob": None},
     "cost": {"CPUs/Task": "1", "MinMemoryNode": "1200M", "TimeLimit": "00:05:00", "TresPerJob": "gres:gpu:1"},
 }
+TIMEOUT_S = 900  # ~3 min on a quiet 2-core machine; much longer when it is shared
 TIMING_COLUMNS = ("step time", "peak memory")  # cost.md columns that are measured, so differ between runs
 
 
@@ -85,9 +86,11 @@ def test_tiny_benchmark_through_slurm_matches_the_local_run(work, tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0", "SRBENCH_GPU_LOCK_DIR": str(tmp_path / "locks")}
     local_run = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--resources", "gpu=1", "--configfile", path],
                                  cwd=local, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = snakemake(work, *SLURM_OPTIONS, "--configfile", path)
+    out = subprocess.run([*SNAKEMAKE, *SLURM_OPTIONS, "--configfile", path], cwd=work, capture_output=True,
+                         text=True, timeout=TIMEOUT_S)
     log = out.stdout + out.stderr
-    local_log = local_run.communicate(timeout=300)[0]
+    assert out.returncode == 0, log
+    local_log = local_run.communicate(timeout=TIMEOUT_S)[0]
     assert local_run.returncode == 0, local_log
 
     # Every train and cost job went through sbatch, and SLURM knows them all by the workflow's run id.
