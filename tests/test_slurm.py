@@ -30,13 +30,13 @@ BENCH = {  # test_workflow's tiny sweep, one seed, no deliberately failed run
     "cost": {"exits": ["light"], "sr": ["baseline", "mea+srf+srl"]},
     # Distinct values per rule, so the test can tell they reached SLURM; the cost jobs each ask for a GPU.
     "resources": {
-        "train": {"threads": 2, "gpu": 0, "mem_mb": 1500, "runtime": 7},
-        "cost": {"threads": 1, "gpu": 1, "mem_mb": 1200, "runtime": 5},
+        "train": {"threads": 2, "gpu": 0, "mem_mb": 1500, "runtime": 15},
+        "cost": {"threads": 1, "gpu": 1, "mem_mb": 1200, "runtime": 10},
     },
 }
 EXPECTED = {  # scontrol's view of each rule's jobs: what sbatch was given
-    "train": {"CPUs/Task": "2", "MinMemoryNode": "1500M", "TimeLimit": "00:07:00", "TresPerJob": None},
-    "cost": {"CPUs/Task": "1", "MinMemoryNode": "1200M", "TimeLimit": "00:05:00", "TresPerJob": "gres:gpu:1"},
+    "train": {"CPUs/Task": "2", "MinMemoryNode": "1500M", "TimeLimit": "00:15:00", "TresPerJob": None},
+    "cost": {"CPUs/Task": "1", "MinMemoryNode": "1200M", "TimeLimit": "00:10:00", "TresPerJob": "gres:gpu:1"},
 }
 TIMEOUT_S = 900  # ~3 min on a quiet 2-core machine; much longer when it is shared
 TIMING_COLUMNS = ("step time", "peak memory")  # cost.md columns that are measured, so differ between runs
@@ -103,10 +103,11 @@ def test_tiny_benchmark_through_slurm_matches_the_local_run(work, tmp_path):
     assert sorted(jobs) == sorted(submitted) and all(state == "COMPLETED" for state, _ in jobs.values()), queue
 
     # threads, mem_mb, runtime and the GPU reached sbatch (--gpus=1 shows as TresPerJob), per rule.
-    for job_id, (_, comment) in jobs.items():
+    for job_id, (state, comment) in sorted(jobs.items()):
         rule = comment.split("_")[1]  # the plugin's comment: rule_<name>_wildcards_...
-        seen = _scontrol(job_id)
-        assert {key: seen.get(key) for key in EXPECTED[rule]} == EXPECTED[rule], (job_id, rule, seen)
+        seen = {key: _scontrol(job_id).get(key) for key in EXPECTED[rule]}
+        print(f"SLURM job {job_id} {state} {comment}: {seen}")  # shown with pytest -rP
+        assert seen == EXPECTED[rule], (job_id, rule)
 
     # The GPU jobs saw the fake GPU that SLURM assigned them.
     bench, local_bench = work / "results/slurmtiny", local / "results/slurmtiny"
