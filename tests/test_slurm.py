@@ -105,7 +105,8 @@ def test_tiny_benchmark_through_slurm_matches_the_local_run(work, tmp_path):
     # threads, mem_mb, runtime and the GPU reached sbatch (--gpus=1 shows as TresPerJob), per rule.
     for job_id, (state, comment) in sorted(jobs.items()):
         rule = comment.split("_")[1]  # the plugin's comment: rule_<name>_wildcards_...
-        seen = {key: _scontrol(job_id).get(key) for key in EXPECTED[rule]}
+        shown = _scontrol(job_id)
+        seen = {key: shown.get(key) for key in EXPECTED[rule]}
         print(f"SLURM job {job_id} {state} {comment}: {seen}")  # shown with pytest -rP
         assert seen == EXPECTED[rule], (job_id, rule)
 

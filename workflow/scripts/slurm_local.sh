@@ -129,7 +129,7 @@ case ${1:-start} in
         stop_daemons
         write_config
         start_munge
-        slurmctld -c -i   # -c: forget jobs of an earlier start
+        slurmctld -c -i   # -c: forget the jobs of an earlier start; -i: ignore its unreadable state files
         slurmd -N "$NODE"
         wait_idle
         ;;
