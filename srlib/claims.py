@@ -55,7 +55,10 @@ def detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = PO
     upper = (critical + 4) * sd / math.sqrt(n)
     while shortfall(upper) < 0:  # bracket the root without overflowing nct at huge noncentralities
         upper *= 2
-    return float(optimize.brentq(shortfall, 0.0, upper))
+    try:
+        return float(optimize.brentq(shortfall, 0.0, upper))
+    except ValueError:  # scipy's nct gives NaN on the way (seen at n = 2, df = 1): no estimate
+        return math.nan
 
 
 def verdict(mean: float, p: float, sign: int) -> str:
@@ -73,7 +76,8 @@ def effect_row(claim: str, treated: dict, reference: dict, sign: int, level: flo
     judged = verdict(diff["mean"], diff["p"], sign)
     if judged == "inconclusive" and diff["n"] >= 2:
         mde = detectable_effect(sd, diff["n"])
-        judged += f" (detectable at {100 * POWER:.0f} % power with n={diff['n']}: ±{100 * mde:.1f} points)"
+        judged += (f" (detectable at {100 * POWER:.0f} % power with n={diff['n']}: ±{100 * mde:.1f} points)"
+                   if math.isfinite(mde) else f" (n={diff['n']}: too few seeds for a power estimate)")
     return {
         "claim": claim,
         "effect": _points(diff["mean"], diff["half"]),

@@ -23,6 +23,12 @@ def test_detectable_effect_has_the_stated_power():
     assert math.isnan(detectable_effect(sd, 1))
 
 
+def test_two_seeds_are_inconclusive_without_a_power_estimate():
+    """scipy's noncentral t is NaN for df = 1 at large noncentrality: the row says so instead of failing."""
+    row = effect_row("claim", {0: 0.45, 1: 0.38}, {0: 0.40, 1: 0.42}, +1)
+    assert row["verdict"].startswith("inconclusive (")
+
+
 @pytest.mark.parametrize("shift,sign,expected", [
     (+0.05, +1, "supported"), (-0.05, +1, "contradicted"), (+0.05, -1, "contradicted"), (-0.05, -1, "supported"),
 ])
