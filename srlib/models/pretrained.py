@@ -23,11 +23,12 @@ import torch
 from srlib.data.transforms import MEAN, STD
 
 IMAGENET_NORM = (MEAN, STD)  # (mean, std) on [0, 1] RGB: what srlib's transforms standardise with
+TIMM_BLOCK = r"(blocks\.\d+\.\d+)\."  # timm's EfficientNet-family block prefix, blocks.<stage>.<block>
 
 
-def _block_keys(state: dict, pattern: str) -> list[str]:
-    """Distinct block prefixes matching ``pattern`` (one group: the block's prefix), in numeric order."""
-    found = {m.group(1) for key in state if (m := re.match(pattern, key))}
+def _block_keys(keys, pattern: str) -> list[str]:
+    """Distinct block prefixes among ``keys`` matching ``pattern`` (one group: the prefix), in numeric order."""
+    found = {m.group(1) for key in keys if (m := re.match(pattern, key))}
     return sorted(found, key=lambda prefix: [int(n) for n in re.findall(r"\d+", prefix)])
 
 
@@ -57,7 +58,7 @@ def _torchvision_mobilenet_v2(state: dict, timm_keys: list[str]) -> dict:
     """
     renames = {"features.0.0": "conv_stem", "features.0.1": "bn1", "features.18.0": "conv_head",
                "features.18.1": "bn2", "classifier.1": "classifier"}
-    blocks = _zip_blocks(_block_keys(state, r"(features\.\d+)\.conv\."), _block_keys({k: 0 for k in timm_keys}, r"(blocks\.\d+\.\d+)\."),
+    blocks = _zip_blocks(_block_keys(state, r"(features\.\d+)\.conv\."), _block_keys(timm_keys, TIMM_BLOCK),
                          "torchvision_mobilenet_v2")
     for index, (src, dst) in enumerate(blocks):
         parts = ({"conv.0.0": "conv_dw", "conv.0.1": "bn1", "conv.1": "conv_pw", "conv.2": "bn2"} if index == 0 else
@@ -76,8 +77,7 @@ def _efficientnet_lite(state: dict, timm_keys: list[str]) -> dict:
     _conv_head, _bn1, _fc -> conv_head, bn2, classifier.
     """
     renames = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-    blocks = _zip_blocks(_block_keys(state, r"(_blocks\.\d+)\."), _block_keys({k: 0 for k in timm_keys}, r"(blocks\.\d+\.\d+)\."),
-                         "efficientnet_lite")
+    blocks = _zip_blocks(_block_keys(state, r"(_blocks\.\d+)\."), _block_keys(timm_keys, TIMM_BLOCK), "efficientnet_lite")
     for src, dst in blocks:
         expands = any(k.startswith(f"{src}._expand_conv.") for k in state)
         parts = ({"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
