@@ -11,7 +11,8 @@ on SIGINT, SIGTERM, SIGHUP). Exit status: the command's. Only the server touches
 of jobs never queue on its lock.
 
 ``--host 0.0.0.0`` listens on every interface and advertises this machine's fully qualified name to the jobs;
-the default 127.0.0.1 serves this machine only (a workstation, a one-node SLURM).
+the default 127.0.0.1 serves this machine only (a workstation, a one-node SLURM). Written for MLflow 3's
+uvicorn server (``--allowed-hosts``, ``--uvicorn-opts``); tested with MLflow 3.17.
 """
 
 import argparse
