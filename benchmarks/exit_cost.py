@@ -7,10 +7,8 @@ stem is exit 1); 4 skips the stem, so the difference between the two rows is the
     python benchmarks/exit_cost.py
 """
 
-import torch
-
-from srlib.cost import count_flops, count_parameters
-from srlib.models import EXITS, build_preset
+from srlib.claims import training_counts
+from srlib.models import EXITS
 
 SETTINGS = (  # (preset, input side in px, classes, build overrides)
     ("fcn_mobilenetv2_100", 128, 10, {"output_stride": 16}),  # benchmarks/default.yaml
@@ -22,18 +20,12 @@ def main() -> None:
     print("| preset | input | exit | min_exit_stride | training MACs | × baseline | training params | × baseline |")
     print("|---|---|---|---|---|---|---|---|")
     for preset, size, classes, overrides in SETTINGS:
-        shape = (1, 3, size, size)
-        with torch.device("meta"):
-            base = build_preset(preset, classes, **overrides)
-        base_macs, base_params = count_flops(base.inference_model(), shape)["macs"], count_parameters(base)
         for exit_type in sorted(EXITS):
             for stride in (2, 4):
-                with torch.device("meta"):
-                    model = build_preset(preset, classes, exit_type=exit_type, classify=True, min_exit_stride=stride,
-                                         **overrides)
-                macs, params = count_flops(model, shape)["macs"], count_parameters(model)
-                print(f"| {preset} | {size} | {exit_type} | {stride} | {macs / 1e9:.2f} G | ×{macs / base_macs:.3f} "
-                      f"| {params / 1e6:.2f} M | ×{params / base_params:.3f} |")
+                counts = training_counts(preset, size, classes, exit_type, min_exit_stride=stride, **overrides)
+                macs, params = counts["macs_train"], counts["params_train"]
+                print(f"| {preset} | {size} | {exit_type} | {stride} | {macs / 1e9:.2f} G "
+                      f"| ×{macs / counts['macs_test']:.3f} | {params / 1e6:.2f} M | ×{params / counts['params_test']:.3f} |")
 
 
 if __name__ == "__main__":

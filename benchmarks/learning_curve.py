@@ -22,6 +22,9 @@ from srlib.config import resolve_config
 from srlib.evaluate import evaluate
 from srlib.train import Run
 
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
 def run_config(benchmark_path: str, sr: str, iters: int, seed: int) -> dict:
     """The run config the sweep gives the benchmark's first run of SR cell ``sr``, at ``iters`` and ``seed``."""
     from snakemake.utils import validate
@@ -29,7 +32,7 @@ def run_config(benchmark_path: str, sr: str, iters: int, seed: int) -> dict:
     from srlib import sweep
 
     bench = yaml.safe_load(Path(benchmark_path).read_text())
-    validate(bench, "workflow/schemas/config.schema.yaml", set_default=True)  # the workflow's defaults
+    validate(bench, str(SCHEMA), set_default=True)  # the workflow's defaults
     expanded = sweep.expand(bench)
     run = next((r for r in expanded["runs"] if r["sr"] == sweep.canonical_sr(sr)), None)
     if run is None:

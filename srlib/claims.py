@@ -119,17 +119,12 @@ def _ratio(record: dict | None, base: dict | None, key: str, base_key: str | Non
     return record[key] / base[base_key or key]
 
 
-def _peak(record: dict | None):
-    return None if record is None else record.get("peak_memory_mib")
-
-
 def cost_rows(records: list[dict], exit_type: str | None) -> list[dict]:
     """Overhead claims from one group's cost records: the full SR stack (with ``exit_type`` exits) against the
     baseline, training model against the baseline's test model, and the test models against each other."""
     base = next((r for r in records if r["sr"] == "baseline"), None)
     full = next((r for r in records if r["sr"] == FULL_SR and (exit_type is None or r["exit"] == exit_type)), None)
     train = f"training model vs baseline (limit ×{TRAIN_OVERHEAD_LIMIT:.2f})"
-    memory = None if full is None or base is None or _peak(base) is None else _peak(full) / _peak(base)
     return [
         ratio_row(f"Little training overhead: parameters, {train}", _ratio(full, base, "params_train", "params_test"),
                   TRAIN_OVERHEAD_LIMIT, "params"),
@@ -137,7 +132,8 @@ def cost_rows(records: list[dict], exit_type: str | None) -> list[dict]:
                   TRAIN_OVERHEAD_LIMIT, "MACs"),
         ratio_row(f"Little training overhead: step time, {train}", _ratio(full, base, "step_time_s"),
                   TRAIN_OVERHEAD_LIMIT, "s per step"),
-        ratio_row(f"Little training overhead: peak memory, {train}", memory, TRAIN_OVERHEAD_LIMIT, "MiB"),
+        ratio_row(f"Little training overhead: peak memory, {train}", _ratio(full, base, "peak_memory_mib"),
+                  TRAIN_OVERHEAD_LIMIT, "MiB"),
         ratio_row("No test-time overhead: parameters of the inference model", _ratio(full, base, "params_test"),
                   1.0, "params"),
         ratio_row("No test-time overhead: FLOPs of the inference model", _ratio(full, base, "macs_test"), 1.0, "MACs"),
@@ -145,7 +141,7 @@ def cost_rows(records: list[dict], exit_type: str | None) -> list[dict]:
 
 
 def paper_setting_rows(counts: dict) -> list[dict]:
-    """Overhead at the paper's own setting from :func:`paper_setting_counts`."""
+    """Overhead at the paper's own setting from :func:`training_counts`."""
     what = f"{counts['preset']}, {counts['size']} x {counts['size']}, {counts['exit']} exits"
     return [
         ratio_row(f"Little training overhead at the paper's setting ({what}): parameters",
@@ -156,17 +152,19 @@ def paper_setting_rows(counts: dict) -> list[dict]:
 
 
 @functools.cache
-def paper_setting_counts(preset: str = "deeplabv2_resnet101", size: int = 321, num_classes: int = 21,
-                         exit_type: str = "official") -> dict:
-    """Parameters and multiply-adds of the paper's baseline and of its full-SR training model (exits and
-    class-logit heads), counted on the meta device: no weights are allocated, nothing is trained."""
+def training_counts(preset: str = "deeplabv2_resnet101", size: int = 321, num_classes: int = 21,
+                    exit_type: str = "official", **overrides) -> dict:
+    """Parameters and multiply-adds of a preset's baseline (its inference model) and of its full-SR training
+    model (exits and class-logit heads) on a ``size`` x ``size`` input, counted on the meta device: no weights
+    are allocated, nothing is trained. Defaults: the paper's setting. ``overrides``: more ``build_preset``
+    arguments (``min_exit_stride``, ``output_stride``)."""
     import torch
 
     from srlib.cost import count_flops, count_parameters
     from srlib.models import build_preset
 
     with torch.device("meta"):
-        model = build_preset(preset, num_classes, exit_type=exit_type, classify=True)
+        model = build_preset(preset, num_classes, exit_type=exit_type, classify=True, **overrides)
     shape = (1, 3, size, size)
     return {"preset": preset, "size": size, "exit": exit_type,
             "params_test": count_parameters(model.inference_model()), "params_train": count_parameters(model),
@@ -178,12 +176,12 @@ def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
     """One claims table per dataset x preset x pixel loss (rows: claim, effect, n, p, verdict).
 
     ``data``: the tables' input (``srlib.tables``): "runs", "costs", "level". ``paper_counts``: the
-    paper-setting counts; default :func:`paper_setting_counts` (about 4 s of CPU, once per process).
+    paper-setting counts; default :func:`training_counts` (about 4 s of CPU, once per process).
     """
     import pandas as pd
 
     frame, cost_records, level = data["runs"], data["costs"], data["level"]
-    paper_counts = paper_counts or paper_setting_counts()
+    paper_counts = paper_counts or training_counts()
     sections = []
     for key, group in groups(frame, ["dataset", "preset", "pixel"]):
         present = set(group["sr"])

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from srlib.claims import (claims_sections, cost_rows, detectable_effect, effect_row, paper_setting_counts,
+from srlib.claims import (claims_sections, cost_rows, detectable_effect, effect_row, training_counts,
                           ratio_row)
 
 BASE = {0: 0.40, 1: 0.42, 2: 0.41, 3: 0.43}
@@ -79,7 +79,7 @@ def test_claims_sections_from_runs():
     assert list(paper_rows) == ["supported", "contradicted"]  # params x1.10, MACs x1.50
 
 
-def test_paper_setting_counts_resnet101_without_allocating():
-    counts = paper_setting_counts()
+def test_training_counts_resnet101_without_allocating():
+    counts = training_counts()
     assert counts["params_test"] == 44_048_532  # DeepLab-v2 ResNet-101, 21 classes
     assert counts["params_train"] > counts["params_test"] and counts["macs_train"] > counts["macs_test"]
