@@ -164,7 +164,7 @@ def test_bad_mask_values_and_formats_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"2007_000032\.png: mask values \[300\]"):
         build_dataset("voc_aug", root, "train")[0]
     Image.new("RGB", (W, H)).save(path)
-    with pytest.raises(ValueError, match=r"2007_000032\.png: expected a single-channel .* got mode RGB"):
+    with pytest.raises(ValueError, match=r"2007_000032\.png: .*single-channel .* got mode RGB"):
         build_dataset("voc_aug", root, "train")[0]
     Image.new("L", (W + 1, H)).save(path)
     with pytest.raises(ValueError, match=r"is 6x8 but its mask .*2007_000032\.png is 6x9"):

@@ -8,6 +8,8 @@ write such a module and add one line to ``_SOURCES``.
 
 Items: {"image": FloatTensor 3 x H x W (normalised), "mask": LongTensor H x W (255 = ignore), "name": str}, plus
 "parts" (BoolTensor H x W) for the generated dataset; without a transform, uint8 / int64 numpy arrays.
+Every dataset also has ``items`` (tuples: the image id, then the files the item reads) and ``read(i)`` (item
+``i`` without the transform), which ``srlib.data.check`` uses to fingerprint and check the data.
 ``label_dir`` (WSSS): pseudo masks ``<label_dir>/<image id>.png`` replace the ground truth of the "train"
 split, encoded as that dataset's ground-truth masks; evaluation splits always read the ground truth.
 """
@@ -15,8 +17,6 @@ split, encoded as that dataset's ground-truth masks; evaluation splits always re
 import functools
 import importlib
 from types import ModuleType
-
-from torch.utils.data import Dataset
 
 # name -> (module, Dataset class in it)
 _SOURCES = {
@@ -36,8 +36,8 @@ def dataset_module(name: str) -> ModuleType:
     return importlib.import_module(_SOURCES[name][0])
 
 
-def build_dataset(name: str, root, split: str, transform=None, label_dir=None) -> Dataset:
-    """Dataset ``name`` read from ``root``, split ``split`` (see the module's SPLITS); ``label_dir``: WSSS masks."""
+def build_dataset(name: str, root, split: str, transform=None, label_dir=None):
+    """The map-style dataset ``name`` read from ``root``, split ``split`` (see the module's SPLITS); ``label_dir``: WSSS masks."""
     dataset_class = getattr(dataset_module(name), _SOURCES[name][1])
     return dataset_class(root, split, transform=transform, label_dir=label_dir)
 

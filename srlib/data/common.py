@@ -3,15 +3,15 @@
 Every real dataset is a list of (image id, image file, mask file) and a 256-entry lookup table (LUT) from the
 raw value stored in the mask PNG to the class id the loader yields (0..C-1, 255 = ignore, -1 = invalid value).
 Building a dataset checks the layout, the split list and the first image / mask pair; every other file is
-opened when its item is read, and a missing file or a mask value outside the valid set then raises an error
-naming the file.
+opened when its item is read, and a missing, truncated or corrupt file or a mask value outside the valid set
+then raises an error naming the file (``srlib.data.check`` reads every item once before a run trains).
+Datasets are plain map-style classes (``__len__``, ``__getitem__``), so listing and checking them imports no torch.
 """
 
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
 from srlib.palette import IGNORE_INDEX, voc_colormap  # noqa: F401 - voc_colormap: the dataset modules' PALETTE
 
@@ -103,11 +103,26 @@ def require_file(path: Path, what: str) -> None:
         raise FileNotFoundError(f"{what} not found: {path}")
 
 
+def _decode(path: Path, what: str, convert) -> np.ndarray:
+    """``convert(opened PIL image)``; a file PIL cannot decode (truncated, corrupt, not an image) raises
+    ValueError naming it."""
+    require_file(path, what)
+    try:
+        with Image.open(path) as image:
+            return convert(image)
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's errors (UnidentifiedImageError is an OSError)
+        raise ValueError(f"{path}: cannot read {what}: {error}") from None
+
+
 def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 H x W x 3."""
-    require_file(path, "image")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    """RGB uint8 H x W x 3; ValueError naming the file when it cannot be decoded."""
+    return _decode(path, "image", lambda image: np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def _index_values(image) -> np.ndarray:
+    if image.mode not in ("P", "L", "I", "I;16"):
+        raise ValueError(f"expected a single-channel index PNG (mode P or L), got mode {image.mode}")
+    return np.asarray(image)
 
 
 def _describe(values) -> str:
@@ -128,11 +143,7 @@ def read_mask(path: Path, lut: np.ndarray) -> np.ndarray:
     Palette PNGs are read as their indices, not their colours. Raises ValueError naming the file and the
     offending values when the mask holds a value ``lut`` marks invalid.
     """
-    require_file(path, "mask")
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L", "I", "I;16"):
-            raise ValueError(f"{path}: expected a single-channel index PNG (mode P or L), got mode {image.mode}")
-        raw = np.asarray(image)
+    raw = _decode(path, "mask", _index_values)
     if raw.dtype == np.uint8:  # counting is much faster than np.unique on large masks
         values = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
     else:
@@ -145,8 +156,8 @@ def read_mask(path: Path, lut: np.ndarray) -> np.ndarray:
     return lut[raw]
 
 
-class PairDataset(Dataset):
-    """Images paired with index masks, following the ``srlib.data`` item contract.
+class PairDataset:
+    """Images paired with index masks, following the ``srlib.data`` item contract (a map-style dataset).
 
     ``items``: (image id, image path, mask path) triples; ``lut``: see ``make_lut``. An item is
     {"image", "mask", "name"}: without ``transform`` uint8 H x W x 3 and int64 H x W numpy arrays, with it
@@ -162,7 +173,8 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict:
+    def read(self, index: int) -> dict:
+        """Item ``index`` as stored: {"image": uint8 H x W x 3, "mask": int64 H x W, "name"}, no transform."""
         name, image_path, mask_path = self.items[index]
         image, mask = read_image(image_path), read_mask(mask_path, self.lut)
         if image.shape[:2] != mask.shape:
@@ -170,6 +182,10 @@ class PairDataset(Dataset):
                 f"image {image_path} is {image.shape[0]}x{image.shape[1]} but its mask {mask_path} is "
                 f"{mask.shape[0]}x{mask.shape[1]}"
             )
-        if self.transform is not None:
-            image, mask, _ = self.transform(image, mask, None)
         return {"image": image, "mask": mask, "name": name}
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.read(index)
+        if self.transform is not None:
+            item["image"], item["mask"], _ = self.transform(item["image"], item["mask"], None)
+        return item

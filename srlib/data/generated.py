@@ -17,8 +17,6 @@ Items carry "parts" (BoolTensor H x W) besides the usual image, mask and name.
 
 from pathlib import Path
 
-import torch.utils.data
-
 from srlib.data.common import (IGNORE_INDEX, check_split, label_folder, make_lut, read_image, read_mask,  # noqa: F401
                                read_split_list, require_file)
 
@@ -36,8 +34,8 @@ _MASK_LUT = make_lut({c: c for c in range(NUM_CLASSES)})
 _PARTS_LUT = make_lut({0: 0, 1: 1})
 
 
-class GeneratedDataset(torch.utils.data.Dataset):
-    """Items of one split of a generated root.
+class GeneratedDataset:
+    """Items of one split of a generated root (a map-style dataset).
 
     Without a transform: {"image": uint8 H x W x 3, "mask": int64 H x W (class ids, 255 ignore),
     "parts": bool H x W (thin-part pixels), "name": id}. With one, ``transform(image, mask, parts)``
@@ -52,20 +50,27 @@ class GeneratedDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"generated: dataset root not found: {self.root} (create it with srlib.data.synth.generate)")
         list_path = self.root / "splits" / f"{split}.txt"
         require_file(list_path, "generated split list")
-        self.names = read_split_list(list_path)
-        self.mask_dir = self.root / "masks" if label_dir is None else label_folder("generated", label_dir)
+        mask_dir = self.root / "masks" if label_dir is None else label_folder("generated", label_dir)
+        # (id, image, mask, parts) per item
+        self.items = [(name, self.root / "images" / f"{name}.png", mask_dir / f"{name}.png",
+                       self.root / "parts" / f"{name}.png") for name in read_split_list(list_path)]
         self.transform = transform
 
     def __len__(self):
-        return len(self.names)
+        return len(self.items)
 
-    def __getitem__(self, i):
-        name = self.names[i]
-        image = read_image(self.root / "images" / f"{name}.png")
-        mask = read_mask(self.mask_dir / f"{name}.png", _MASK_LUT)
-        parts = read_mask(self.root / "parts" / f"{name}.png", _PARTS_LUT) == 1
+    def read(self, i) -> dict:
+        """Item ``i`` as stored (numpy arrays, no transform)."""
+        name, image_path, mask_path, parts_path = self.items[i]
+        image = read_image(image_path)
+        mask = read_mask(mask_path, _MASK_LUT)
+        parts = read_mask(parts_path, _PARTS_LUT) == 1
         if not image.shape[:2] == mask.shape == parts.shape:
             raise ValueError(f"{name}: image {image.shape[:2]}, mask {mask.shape} and parts {parts.shape} differ")
-        if self.transform is not None:
-            image, mask, parts = self.transform(image, mask, parts)
         return {"image": image, "mask": mask, "parts": parts, "name": name}
+
+    def __getitem__(self, i):
+        item = self.read(i)
+        if self.transform is not None:
+            item["image"], item["mask"], item["parts"] = self.transform(item["image"], item["mask"], item["parts"])
+        return item

@@ -1,0 +1,51 @@
+"""What a run trains and evaluates on, identified by content, and every item read once before training.
+
+``fingerprint(name, datasets)`` hashes the dataset name, each split's item ids and the sizes of the files
+every item reads (plus the folder name of each file, so pseudo masks in ``label_dir`` differ from the ground
+truth): cheap (one ``stat`` per file, no decoding) and independent of where the data lives, so a moved copy
+keeps its fingerprint while another dataset, split list or label folder gets another one. Runs record it
+next to their config hash.
+
+``check_items(dataset, fingerprint)`` reads every item of a dataset (``dataset.read(i)``), so a truncated
+image or a mask value outside the valid set fails before the run directory, the checkpoint or the MLflow run
+exist, naming the file. A dataset that passed is remembered under ``$XDG_CACHE_HOME/srlib/data-checks/``
+(``~/.cache`` by default) by its fingerprint: reruns and the other runs of a sweep skip the scan.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("srlib.data")
+
+
+def fingerprint(name: str, datasets) -> str:
+    """16 hex digits identifying the content of ``datasets`` (each with ``items``: (id, path, ...) tuples)."""
+    digest = hashlib.sha256(name.encode())
+    for dataset in datasets:
+        digest.update(b"\0split")
+        for item_id, *paths in dataset.items:
+            sizes = " ".join(f"{Path(p).parent.name}/{os.stat(p).st_size}" for p in paths)
+            digest.update(f"{item_id} {sizes}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "srlib" / "data-checks"
+
+
+def check_items(dataset, key: str) -> None:
+    """Read every item of ``dataset`` once (ValueError / FileNotFoundError name the bad file); skipped when
+    the dataset with fingerprint ``key`` passed before on this machine."""
+    marker = _cache_dir() / f"{key}-{len(dataset)}.ok"
+    if marker.exists():
+        return
+    log.info("checking %d items (decoding every image and mask once)", len(dataset))
+    for i in range(len(dataset)):
+        dataset.read(i)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError as error:  # an unwritable cache only costs the next run the same scan
+        log.warning("could not remember the data check in %s: %s", marker, error)
