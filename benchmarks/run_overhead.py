@@ -82,7 +82,7 @@ def run_shares(cfg: dict, workdir: Path) -> dict:
 
     for name in ("log_metrics", "log_artifact", "log_dict", "log_summary", "finish"):
         setattr(srlib.tracking.Tracker, name, timed(getattr(srlib.tracking.Tracker, name)))
-    srlib.train.open_run = timed(srlib.train.open_run)
+    srlib.tracking.open_run = timed(srlib.tracking.open_run)
     cfg = {**cfg, "tracking": {**cfg["tracking"], "enabled": True, "uri": f"sqlite:///{workdir / 'mlflow.db'}"}}
     tick = time.perf_counter()
     result = srlib.train.execute(cfg, workdir / "run")

@@ -22,7 +22,13 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from srlib.results import write_outcome
+    from srlib.results import finished_record, write_outcome
+
+    # A finished run of this config is a no-op, answered without importing torch (for a config naming its
+    # device) or MLflow.
+    done = finished_record(args.out, config_hash(resolve_config(args.config, args.overrides, check_names=False)))
+    if done is not None:
+        return _report_run(args, done)
     from srlib.train import NonFiniteLoss, execute
 
     cfg = resolve_config(args.config, args.overrides)
@@ -35,6 +41,13 @@ def cmd_run(args) -> int:
         print(f"srlib run: {message}", file=sys.stderr)
         write_outcome(args.outcome, "FAILED", config_hash(cfg), message)
         return 0
+    return _report_run(args, result)
+
+
+def _report_run(args, result: dict) -> int:
+    """Write ``--outcome`` and print the scores of a run's record (``srlib.results.run_record``)."""
+    from srlib.results import write_outcome
+
     if args.outcome is not None:
         write_outcome(args.outcome, result["status"], result["config_hash"])
     if result["status"] == "FINISHED":

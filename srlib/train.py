@@ -33,7 +33,6 @@ from srlib.losses.self_regulation import check_labels
 from srlib.models import PRESETS, build_segmentor
 from srlib.results import METRICS_FILE, read_json, run_record, write_json_atomic
 from srlib.sweep import config_axes, run_axes
-from srlib.tracking import Tracker, open_run, run_tags
 
 log = logging.getLogger("srlib.train")
 
@@ -321,6 +320,8 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
     resumed = run.load_checkpoint()
     if resumed:
         log.info("resuming %s from iteration %d", out_dir, run.iteration)
+    from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
+
     tags = run_tags(run.hash, str(run.device), cfg["threads"])
     tracker = open_tracker(cfg, out_dir, tags)
     started = time.perf_counter()
@@ -370,8 +371,11 @@ def _peak_memory_mib(device: torch.device) -> dict:
     return {"peak_memory_mib": peak["peak_bytes"] / 2**20, "memory_kind": peak["kind"]}
 
 
-def open_tracker(cfg: dict, out_dir: Path, tags: dict) -> Tracker:
-    """The run's MLflow run; a resumed run continues the MLflow run it started (id kept beside the checkpoint)."""
+def open_tracker(cfg: dict, out_dir: Path, tags: dict):
+    """The run's MLflow run (``srlib.tracking.Tracker``); a resumed run continues the MLflow run it started
+    (id kept beside the checkpoint)."""
+    from srlib.tracking import Tracker, open_run
+
     tracking = cfg["tracking"]
     uri = tracking_uri(tracking["uri"])
     if not tracking["enabled"]:

@@ -14,9 +14,10 @@ import yaml
 from mlflow import MlflowClient
 
 from srlib.cli import main
-from srlib.config import ConfigError, resolve_config
+from srlib.config import ConfigError, config_hash, resolve_config
 from srlib.data.synth import generate
 from srlib.losses import PIXEL_LOSSES
+from srlib.results import write_json_atomic
 from srlib.train import Run
 
 ITERS = 12
@@ -72,6 +73,22 @@ def test_run_writes_metrics_and_is_a_no_op_when_rerun(config, tmp_path):
     assert run.data.params["optim.iters"] == str(ITERS)
     assert run.data.tags["config_hash"] == result["config_hash"]
     assert len(client.get_metric_history(run.info.run_id, "loss/total")) == ITERS // 2
+
+
+def test_rerun_of_a_finished_run_imports_neither_torch_nor_mlflow(config, tmp_path):
+    out = tmp_path / "done"
+    # A config naming its device: "auto" needs torch to ask for CUDA.
+    record = {"status": "FINISHED", "config_hash": config_hash(resolve_config(config, ["device=cpu"])),
+              "metrics": {"miou": 0.5, "pixel_accuracy": 0.75}}
+    write_json_atomic(out / "metrics.json", record)
+    outcome = tmp_path / "outcome.json"
+    code = ("import sys; from srlib.cli import main; "
+            f"code = main(['run', {str(config)!r}, '--set', 'device=cpu', '--out', {str(out)!r}, "
+            f"'--outcome', {str(outcome)!r}]); "
+            "print(code, [name for name in ('torch', 'mlflow') if name in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [f"{out}: mIoU 0.5000, pixel accuracy 0.7500", "0 []"], done.stderr
+    assert json.loads(outcome.read_text())["status"] == "FINISHED"
 
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(config, tmp_path):
