@@ -12,11 +12,6 @@ A run directory (``srlib run CONFIG --out RUN_DIR``) holds::
                     (``srlib run --outcome``; the workflow's declared output)
     metrics.json    the run record of a finished run, written atomically and last: the source of truth
                     for tables and MLflow imports
-    history.jsonl   the metric points the run logged, one JSON object a line: {"step": iteration,
-                    "time_ms": when it was measured (ms since the epoch), "metrics": {name: number}}
-                    (training losses, lr, validation mIoU on a subset); a point is written once the
-                    checkpoint covering its step exists, so a resumed run keeps each step once
-    .lock           held (``fcntl.flock``) by the process working in the directory; holds its PID
     per_class_iou.csv, pictures.png, predictions.npz   evaluation artifacts (``srlib.evaluate``)
 
 ``metrics.json`` (built by ``run_record``)::
@@ -47,7 +42,6 @@ import yaml
 from srlib.sweep import AXES, config_axes, run_axes, sr_rank
 
 METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.jsonl"
 OUTCOME_FILE = "outcome.json"
 CONFIG_HASH = "config_hash"  # key in metrics.json and outcome.json; the MLflow tag of the same name
 STATUSES = ("FINISHED", "FAILED", "KILLED")  # terminal statuses of a run (MLflow's)
@@ -67,7 +61,6 @@ def write_json_atomic(path: str | Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600: collaborators must be able to read results
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, allow_nan=True)
             handle.flush()
@@ -76,46 +69,6 @@ def write_json_atomic(path: str | Path, data) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def append_history(run_dir: str | Path, points: list[dict]) -> None:
-    """Append metric points ({"step", "time_ms", "metrics"}) to the run's history.jsonl and fsync it."""
-    if not points:
-        return
-    with open(Path(run_dir) / HISTORY_FILE, "a") as handle:
-        handle.writelines(json.dumps(point, allow_nan=True) + "\n" for point in points)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def read_history(run_dir: str | Path, limit: int | None = None) -> list[dict]:
-    """The run's logged metric points, oldest first (the first ``limit`` only when given); [] without a
-    history. ValueError names the file and line of a damaged point."""
-    path = Path(run_dir) / HISTORY_FILE
-    if not path.is_file():
-        return []
-    points = []
-    for number, line in enumerate(path.read_text().splitlines()[:limit], start=1):
-        try:
-            points.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not a JSON metric point ({error})") from None
-    return points
-
-
-def truncate_history(run_dir: str | Path, length: int) -> None:
-    """Keep the first ``length`` points of the run's history (those a checkpoint covers), atomically."""
-    path = Path(run_dir) / HISTORY_FILE
-    if path.is_file() and len(path.read_text().splitlines()) != length:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(point, allow_nan=True) + "\n" for point in read_history(run_dir, length)))
-        os.replace(tmp, path)
 
 
 def read_json(path: str | Path) -> dict:
