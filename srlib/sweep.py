@@ -13,6 +13,15 @@ Axis values: ``sr`` is ``baseline`` or the terms mea / srf / srl joined by '+' (
 order ``SR_ORDER``); ``pixel`` is a ``srlib.losses.PIXEL_LOSSES`` name, with ``+center`` for that loss plus
 the center loss (``loss.center: true``).
 
+Weak supervision (``axes.supervision``, optional): values ``full``, ``pseudo``, ``scribble``, each optionally
+with ``+densecrf`` or ``+dfr`` (the regularized loss; ``SUPERVISION_LABELS``, ``REGULARIZERS``). The axis is
+crossed with the dataset axis: every (dataset, supervision) pair becomes a dataset id ``<id>@<supervision>``
+(``dataset~generated@scribble+densecrf/...``), so each is one column of the tables, and its runs set
+``data.supervision`` and ``loss.regularizer``. A benchmark without the axis keeps its dataset ids, run paths
+and run configs exactly as before. Real datasets read weak labels from their entry's ``pseudo_dir`` /
+``scribble_dir`` (as ``data.label_dir``); the generated dataset makes them (``srlib.data.weak``).
+
+
 Snakemake parses this for every invocation (and every cluster job), so it imports no torch, pandas or
 scipy and does O(runs) dict work only; ``workflow/rules/common.smk`` is thin glue over ``expand``.
 """
@@ -41,7 +50,12 @@ OWNED_KEYS = {
     "data.name": "axes.dataset", "data.root": "axes.dataset[].root", "data.label_dir": "axes.dataset[].label_dir",
     "model.preset": "axes.preset", "loss.pixel": "axes.pixel", "loss.center": "axes.pixel",
     "loss.mea": "axes.sr", "loss.srf": "axes.sr", "loss.srl": "axes.sr",
+    "data.supervision": "axes.supervision", "loss.regularizer": "axes.supervision",
 }
+SUPERVISION_LABELS = ("full", "pseudo", "scribble")  # srlib.data.weak.SUPERVISIONS (no torch import here)
+REGULARIZERS = ("densecrf", "dfr")  # srlib.losses.dense_crf.REGULARIZERS
+SUPERVISION_SEP = "@"  # dataset id @ supervision value
+
 
 
 class BenchmarkError(ConfigError):
@@ -199,6 +213,33 @@ def dataset_entries(bench: dict) -> dict[str, dict]:
     return entries
 
 
+def supervision_flags(value: str, where: str) -> dict:
+    """Supervision axis value -> {"supervision", "regularizer"}: 'scribble+densecrf' -> scribble, densecrf."""
+    labels, _, regularizer = value.partition("+")
+    if labels not in SUPERVISION_LABELS or (regularizer and regularizer not in REGULARIZERS):
+        raise BenchmarkError(f"{where}: unknown supervision {value!r}; use one of {', '.join(SUPERVISION_LABELS)}, "
+                             f"optionally with +{' or +'.join(REGULARIZERS)}")
+    return {"supervision": labels, "regularizer": regularizer or None}
+
+
+def cross_supervision(entries: dict[str, dict], values: list[str]) -> dict[str, dict]:
+    """Dataset entries x supervision values -> entries ``<id>@<value>`` with "supervision" and "regularizer"
+    set and, for weak labels of a real dataset, "label_dir" from the entry's ``pseudo_dir`` / ``scribble_dir``."""
+    crossed = {}
+    for i, (dataset_id, entry) in enumerate(entries.items()):
+        for value in values:
+            flags = supervision_flags(value, "axes.supervision")
+            item = {**entry, **flags, "id": f"{dataset_id}{SUPERVISION_SEP}{value}"}
+            labels = flags["supervision"]
+            if labels != "full" and "generate" not in entry:
+                if not entry.get(f"{labels}_dir"):
+                    raise BenchmarkError(f"axes.dataset[{i}]: supervision {value!r} on dataset {entry['name']!r} "
+                                         f"needs `{labels}_dir` (a directory of {labels} label PNGs) in its entry")
+                item["label_dir"] = entry[f"{labels}_dir"]
+            crossed[item["id"]] = item
+    return crossed
+
+
 def run_overrides(bench: dict, axes: dict[str, list[str]]) -> list[dict]:
     """overrides[] with `where` values as sets of strings (canonical SR names), each checked against its axis."""
     rules = []
@@ -229,6 +270,8 @@ def expand(bench: dict) -> dict:
     check_fragment(bench.get("base") or {}, "base")
     datasets = dataset_entries(bench)
     axes_cfg = bench["axes"]
+    if axes_cfg.get("supervision"):
+        datasets = cross_supervision(datasets, list(dict.fromkeys(axes_cfg["supervision"])))
     axes = {
         "dataset": list(datasets),
         "preset": list(dict.fromkeys(axes_cfg["preset"])),
@@ -286,12 +329,16 @@ def group_config(sweep: dict, dataset: str, matching: tuple[int, ...]) -> dict:
 def fixed_config(sweep: dict, run: dict) -> dict:
     """The run-config keys the axes own (``OWNED_KEYS``), for one run."""
     entry = sweep["datasets"][run["dataset"]]
+    data = {"name": entry["name"], "root": entry["root"], "label_dir": entry["label_dir"]}
+    loss = {**pixel_flags(run["pixel"]), **sr_flags(run["sr"])}
+    if "supervision" in entry:  # only under axes.supervision, so other benchmarks' run configs stay as they were
+        data["supervision"], loss["regularizer"] = entry["supervision"], entry["regularizer"]
     return {
         "seed": int(run["seed"]),
         "threads": sweep["resources"]["train"]["threads"],
-        "data": {"name": entry["name"], "root": entry["root"], "label_dir": entry["label_dir"]},
+        "data": data,
         "model": {"preset": run["preset"]},
-        "loss": {**pixel_flags(run["pixel"]), **sr_flags(run["sr"])},
+        "loss": loss,
         "tracking": dict(sweep["tracking"]),
     }
 

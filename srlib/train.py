@@ -27,6 +27,7 @@ from srlib.cost import count_flops, count_parameters, peak_memory_so_far
 from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
 from srlib.data.transforms import eval_transform, train_transform
+from srlib.data.weak import build_train_set
 from srlib.evaluate import evaluate, write_artifacts
 from srlib.losses import RunLoss
 from srlib.losses.self_regulation import check_labels
@@ -112,11 +113,8 @@ class Run:
         self.info = dataset_info(data["name"])
         self.num_classes = self.info["num_classes"]
         # Everything that can fail on bad input happens before the run directory is touched.
-        self.train_set = build_dataset(
-            data["name"], data["root"], "train",
-            transform=train_transform(data["crop_size"], tuple(data["scale_range"]), data["flip"]),
-            label_dir=data["label_dir"],
-        )
+        self.train_set = build_train_set(  # the labels data.supervision asks for
+            data, transform=train_transform(data["crop_size"], tuple(data["scale_range"]), data["flip"]))
         self.eval_set = build_dataset(data["name"], data["root"], data["eval_split"], transform=eval_transform())
         seed_everything(cfg["seed"])
         self.loss = RunLoss(cfg["loss"], self.info)
@@ -200,7 +198,7 @@ class Run:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(images)
-        terms = self.loss(out, target, sr_on=self.iteration >= self.cfg["optim"]["sr_warmup_iters"])
+        terms = self.loss(out, target, sr_on=self.iteration >= self.cfg["optim"]["sr_warmup_iters"], images=images)
         values = torch.stack([value.detach().float() for value in terms.values()])
         if not bool(torch.isfinite(values).all()):  # one device sync per step
             name, value = next((n, v.item()) for n, v in terms.items() if not torch.isfinite(v))

@@ -40,10 +40,12 @@ class GeneratedDataset:
     Without a transform: {"image": uint8 H x W x 3, "mask": int64 H x W (class ids, 255 ignore),
     "parts": bool H x W (thin-part pixels), "name": id}. With one, ``transform(image, mask, parts)``
     must return (FloatTensor 3 x H x W, LongTensor H x W, BoolTensor H x W) and those are returned.
-    label_dir (WSSS, "train" split only): masks ``label_dir/<id>.png`` replace root/masks.
+    label_dir (WSSS, "train" split only): masks ``label_dir/<id>.png`` replace root/masks. labels (weak
+    supervision, see ``srlib.data.weak``): ``labels(mask, parts, id) -> mask`` replaces each mask read, before
+    the transform.
     """
 
-    def __init__(self, root, split, transform=None, label_dir=None):
+    def __init__(self, root, split, transform=None, label_dir=None, labels=None):
         check_split("generated", split, SPLITS, label_dir)
         self.root = Path(root)
         if not self.root.is_dir():
@@ -54,7 +56,7 @@ class GeneratedDataset:
         # (id, image, mask, parts) per item
         self.items = [(name, self.root / "images" / f"{name}.png", mask_dir / f"{name}.png",
                        self.root / "parts" / f"{name}.png") for name in read_split_list(list_path)]
-        self.transform = transform
+        self.transform, self.labels = transform, labels
 
     def __len__(self):
         return len(self.items)
@@ -67,6 +69,8 @@ class GeneratedDataset:
         parts = read_mask(parts_path, _PARTS_LUT) == 1
         if not image.shape[:2] == mask.shape == parts.shape:
             raise ValueError(f"{name}: image {image.shape[:2]}, mask {mask.shape} and parts {parts.shape} differ")
+        if self.labels is not None:
+            mask = self.labels(mask, parts, name)
         return {"image": image, "mask": mask, "parts": parts, "name": name}
 
     def __getitem__(self, i):

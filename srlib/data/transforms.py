@@ -38,10 +38,18 @@ def normalize(image: torch.Tensor) -> torch.Tensor:
     return (image - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
 
 
+def rgb255(images: torch.Tensor) -> torch.Tensor:
+    """Normalised images (... x 3 x H x W, any device) -> float RGB in 0..255, same shape and device, detached
+    (what the DenseCRF loss's colour kernel compares; padding comes back as the ImageNet mean colour)."""
+    std = torch.tensor(STD, device=images.device).view(3, 1, 1)
+    mean = torch.tensor(MEAN, device=images.device).view(3, 1, 1)
+    return (images.detach().float() * std + mean) * 255
+
+
 def denormalize(image: torch.Tensor) -> np.ndarray:
     """Normalised image 3 x H x W (any device) -> uint8 H x W x 3 numpy, for pictures."""
-    rgb = image.detach().float().cpu() * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
-    return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    rgb = rgb255(image.cpu())
+    return rgb.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def _resize_label(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

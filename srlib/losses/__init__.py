@@ -7,8 +7,9 @@ Every factory takes its parameters as keywords plus ``ignore_index`` and returns
 defaults. Adding a pixel loss = one module with its factory and one ``PIXEL_LOSSES`` entry.
 
 The center loss is not a pixel loss but a flag (``loss.center``): ``srlib.losses.center.CenterLoss``
-on the head features, added to any pixel loss. The Self-Regulation terms live in
-``srlib.losses.self_regulation``.
+on the head features, added to any pixel loss. The regularizer (``loss.regularizer``: densecrf or dfr,
+parameters ``loss.rloss``) adds ``srlib.losses.dense_crf``'s loss on the head's output, for weak labels.
+The Self-Regulation terms live in ``srlib.losses.self_regulation``.
 """
 
 import inspect
@@ -16,7 +17,9 @@ import inspect
 from torch import Tensor
 
 from srlib.losses.center import CenterLoss
+from srlib.data.transforms import rgb255
 from srlib.losses.cross_entropy import make_cross_entropy
+from srlib.losses.dense_crf import densecrf_loss
 from srlib.losses.focal import make_focal_loss
 from srlib.losses.locally_adaptive import make_locally_adaptive_loss
 from srlib.losses.self_regulation import model_needs, self_regulation_loss
@@ -62,10 +65,11 @@ class RunLoss:
         self.needs = model_needs(mea=loss["mea"], srf=loss["srf"], srl=loss["srl"], variant=loss["variant"])
         self.center = None  # CenterLoss, created at the first step once the head's width is known
 
-    def __call__(self, out: dict, target: Tensor, sr_on: bool = True) -> dict[str, Tensor]:
+    def __call__(self, out: dict, target: Tensor, sr_on: bool = True, images: Tensor | None = None) -> dict[str, Tensor]:
         """Loss terms of one batch (``Segmentor.forward``'s dict, target B x H x W): the active ones among
-        "seg", "cls", "srf", "srl", "center", and their weighted "total". ``sr_on=False`` (SR warm-up)
-        leaves SR-F and SR-L out."""
+        "seg", "cls", "srf", "srl", "center", "rloss", and their weighted "total". ``sr_on=False`` (SR warm-up)
+        leaves SR-F and SR-L out. ``images``: the normalised input batch B x 3 x H x W, which the regularizer
+        (``loss.regularizer``) needs."""
         loss = self.cfg
         terms = self_regulation_loss(
             out, target, mea=loss["mea"], srf=loss["srf"] and sr_on, srl=loss["srl"] and sr_on,
@@ -79,7 +83,18 @@ class RunLoss:
                 self.center = self._center_loss(features.shape[1], features.device)
             terms["center"] = self.center(features.float(), target)
             terms["total"] = terms["total"] + loss["w_center"] * terms["center"]
+        if loss.get("regularizer"):
+            terms["rloss"] = self._regularizer(out, images)
+            terms["total"] = terms["total"] + loss["rloss"]["weight"] * terms["rloss"]
         return terms
+
+    def _regularizer(self, out: dict, images: Tensor | None) -> Tensor:
+        """DenseCRF (or DFR) loss of the head's logits; the colour kernel reads the un-normalised 0..255 image."""
+        if images is None:
+            raise ValueError(f"loss.regularizer {self.cfg['regularizer']!r} needs the batch's images: pass images=")
+        params = {key: value for key, value in self.cfg["rloss"].items() if key != "weight"}
+        feats = out["head_feats"] if self.cfg["regularizer"] == "dfr" else None  # sigma_feat, feat_dims unused else
+        return densecrf_loss(out["seg"][-1], rgb255(images), feats=feats, **params)
 
     def _center_loss(self, feat_dim: int, device) -> CenterLoss:
         return CenterLoss(self.num_classes, feat_dim, alpha=self.cfg["center_alpha"]).to(device)

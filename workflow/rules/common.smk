@@ -70,7 +70,7 @@ def tracking_input(w):
 
 
 wildcard_constraints:
-    dataset="[A-Za-z0-9_.-]+",
+    dataset="[A-Za-z0-9_.@+-]+",  # @<supervision> under axes.supervision (srlib/sweep.py)
     preset="[A-Za-z0-9_.-]+",
     pixel="[A-Za-z0-9_.+-]+",
     sr="baseline|[a-z+]+",
