@@ -9,7 +9,8 @@ For softmax probabilities S (B x K x h x w) on a grid of h x w pixels, per image
 p = pixel position on the grid, I = RGB in 0..255 (not the normalised network input). ``densecrf_loss``
 returns ``sum_b E(S_b) / (B h w)``: the per-pixel mean, so the weight does not depend on the image size.
 The DFR variant multiplies W by ``exp(-|f_i - f_j|^2 / (2 sigma_feat^2))`` with f the detached, per-pixel
-L2-normalised deep features, reduced to their leading principal components (``feat_dims``).
+L2-normalised deep features, reduced to their leading principal components (``feat_dims``) and resized
+to the grid.
 
 How it is computed here (pure PyTorch, CPU or CUDA, no compiled extension; the authors' code needs a
 hand-built C++ permutohedral-lattice extension):
@@ -84,19 +85,18 @@ class _DenseCRF(torch.autograd.Function):
 
 
 def _features_guide(feats: Tensor, size: tuple[int, int], dims: int, sigma: float) -> Tensor:
-    """Detached deep features B x D x h' x w' -> B x dims x h x w guide: resized bilinearly, L2-normalised per
-    pixel, projected on the batch's ``dims`` leading principal components (orthonormal, so distances within
-    that subspace are kept), divided by ``sigma``."""
-    f = F.interpolate(feats.detach().float(), size=size, mode="bilinear", align_corners=False)
-    f = F.normalize(f, dim=1)
+    """Detached deep features B x D x h' x w' -> B x dims x h x w guide: L2-normalised per pixel, projected on
+    the batch's ``dims`` leading principal components (orthonormal, so distances within that subspace are
+    kept), resized bilinearly to the grid (projecting first: it is linear, and D is large), divided by ``sigma``."""
+    f = F.normalize(feats.detach().float(), dim=1)
     b, d, h, w = f.shape
     flat = f.permute(0, 2, 3, 1).reshape(-1, d)
     centred = flat - flat.mean(0, keepdim=True)
-    q = min(dims, d, centred.shape[0])
-    # Principal axes from the small D x D covariance (eigh is deterministic, unlike a randomised low-rank SVD).
+    q = min(dims, d)
+    # Principal axes from the D x D covariance (eigh is deterministic, unlike a randomised low-rank SVD).
     _, vectors = torch.linalg.eigh(centred.T @ centred)
-    projected = centred @ vectors[:, -q:]
-    return projected.reshape(b, h, w, q).permute(0, 3, 1, 2) / sigma
+    projected = (centred @ vectors[:, -q:]).reshape(b, h, w, q).permute(0, 3, 1, 2)
+    return F.interpolate(projected, size=size, mode="bilinear", align_corners=False) / sigma
 
 
 def densecrf_loss(
