@@ -1,11 +1,12 @@
-"""``srlib`` command line: run, cost, generate-data, init-tracking, import-runs, tables."""
+"""``srlib`` command line: run, cost, generate-data, weak-labels, scribbles, init-tracking, import-runs, tables."""
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
-from srlib.config import GENERATE_DEFAULTS, ConfigError, config_hash, resolve_config
+from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, config_hash, resolve_config
 
 EXIT_BAD_INPUT = 2
 # Bad input exits 2 with a message naming it (found before training starts, it leaves no run directory).
@@ -74,6 +75,22 @@ def cmd_generate_data(args) -> int:
     if args.grid:
         save_sample_grid(args.root, args.grid)
         print(f"sample grid: {args.grid}")
+    return 0
+
+
+def cmd_weak_labels(args) -> int:
+    from srlib.data.weak import label_stats
+
+    stats = label_stats(args.root, args.supervision, args.noise, args.limit)
+    print(json.dumps({"supervision": args.supervision, "noise": args.noise, **stats}))
+    return 0
+
+
+def cmd_scribbles(args) -> int:
+    from srlib.data.scribble import convert_scribbles
+
+    count = convert_scribbles(args.xml_dir, args.dataset, args.out)
+    print(f"wrote {count} scribble masks to {args.out} (use it as data.label_dir with data.supervision: scribble)")
     return 0
 
 
@@ -147,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--benchmark", help="benchmark YAML (for captions)")
     tables.add_argument("--cost", nargs="+", help="cost JSON files from `srlib cost` (default: each run's own)")
     tables.set_defaults(func=cmd_tables)
+
+    weak = sub.add_parser("weak-labels", help="score the generated dataset's pseudo masks or scribbles against its "
+                          "ground truth (training split)")
+    weak.add_argument("root", help="generated dataset root")
+    weak.add_argument("--supervision", choices=("pseudo", "scribble"), default="pseudo")
+    weak.add_argument("--noise", type=float, default=DEFAULTS["data"]["pseudo_noise"], help="pseudo-mask strength")
+    weak.add_argument("--limit", type=int, help="score the first N images only")
+    weak.set_defaults(func=cmd_weak_labels)
+
+    scribbles = sub.add_parser("scribbles", help="rasterise ScribbleSup XML files into a label_dir of PNGs")
+    scribbles.add_argument("xml_dir", help="folder of <image id>.xml files")
+    scribbles.add_argument("--dataset", required=True, choices=("voc_aug", "pascal_context"))
+    scribbles.add_argument("--out", required=True, help="output folder (created)")
+    scribbles.set_defaults(func=cmd_scribbles)
     return parser
 
 

@@ -2,6 +2,7 @@
 and the supervision sweep axis."""
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from srlib import sweep
+from srlib.cli import main
 from srlib.config import DEFAULTS, config_hash, merge
 from srlib.data import pascal_context, voc
 from srlib.data.common import read_mask
@@ -52,12 +54,13 @@ def test_context_scribbles_use_its_raw_encoding_and_read_back_through_its_loader
     assert labels[3, 2] == pascal_context.CLASSES.index("horse") and labels[5, 14] == 255 and labels[0, 0] == 255
 
 
-def test_convert_scribbles_writes_a_label_dir(tmp_path):
-    (tmp_path / "xml").mkdir()
-    (tmp_path / "xml" / VOC_XML.name).write_bytes(VOC_XML.read_bytes())
-    assert convert_scribbles(tmp_path / "xml", "voc_aug", tmp_path / "png") == 1
-    labels = read_mask(tmp_path / "png" / "voc_2007_000032.png", voc.LUT)
+def test_srlib_scribbles_writes_a_label_dir(tmp_path, capsys):
+    assert main(["scribbles", str(FIXTURES), "--dataset", "voc_aug", "--out", str(tmp_path)]) == 0
+    assert "wrote 2 scribble masks" in capsys.readouterr().out
+    labels = read_mask(tmp_path / "voc_2007_000032.png", voc.LUT)
     assert (labels == scribble_mask(VOC_XML, "voc_aug")).all()
+    with pytest.raises(FileNotFoundError, match="no scribble XML files in"):
+        convert_scribbles(tmp_path, "voc_aug", tmp_path / "out")
 
 
 def test_bad_scribble_files_are_named(tmp_path):
@@ -87,13 +90,15 @@ def _truth(data_root, i=0):
     return GeneratedDataset(data_root, "train")[i]
 
 
-def test_pseudo_masks_are_deterministic_and_degrade_with_noise(data_root):
+def test_pseudo_masks_are_deterministic_and_degrade_with_noise(data_root, capsys):
     item = _truth(data_root)
     first = pseudo_mask(item["mask"], item["parts"], item["name"], 0.4)
     assert (first == pseudo_mask(item["mask"], item["parts"], item["name"], 0.4)).all()
     assert (pseudo_mask(item["mask"], item["parts"], item["name"], 0.0) == item["mask"]).all()
     scores = [label_stats(data_root, "pseudo", noise)["miou"] for noise in (0.0, 0.4, 1.0)]
     assert scores[0] == 1.0 and scores[0] > scores[1] > scores[2]
+    assert main(["weak-labels", str(data_root), "--noise", "1.0"]) == 0
+    assert json.loads(capsys.readouterr().out)["miou"] == scores[2]
     with pytest.raises(ValueError, match="noise must be in"):
         pseudo_mask(item["mask"], item["parts"], item["name"], 1.5)
 
