@@ -8,6 +8,7 @@ from pathlib import Path
 
 from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, config_hash, resolve_config
 
+EXIT_FAILED = 1  # the run could not be done (its directory is busy or unwritable; without --outcome, a diverged loss)
 EXIT_BAD_INPUT = 2
 # Bad input exits 2 with a message naming it (found before training starts, it leaves no run directory).
 # A non-finite loss is the one training failure that `srlib run --outcome` records as a FAILED result;
@@ -23,23 +24,29 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
+    from srlib.data.check import data_fingerprint
     from srlib.results import finished_record, write_outcome
 
-    # A finished run of this config is a no-op, answered without importing torch (for a config naming its
-    # device) or MLflow.
-    done = finished_record(args.out, config_hash(resolve_config(args.config, args.overrides, check_names=False)))
+    # A finished run of this config and data is a no-op, answered without importing torch (for a config
+    # naming its device) or MLflow.
+    fast = resolve_config(args.config, args.overrides, check_names=False)
+    done = finished_record(args.out, config_hash(fast), data_fingerprint(fast["data"]))
     if done is not None:
         return _report_run(args, done)
+    from srlib.rundir import RunDirBusy, RunDirError
     from srlib.train import NonFiniteLoss, execute
 
     cfg = resolve_config(args.config, args.overrides)
     try:
         result = execute(cfg, args.out)
+    except (RunDirBusy, RunDirError) as error:
+        print(f"srlib run: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except NonFiniteLoss as error:  # the method diverged: a result of this cell, recorded when asked to
-        if args.outcome is None:
-            raise
         message = f"{type(error).__name__}: {error}"
         print(f"srlib run: {message}", file=sys.stderr)
+        if args.outcome is None:
+            return EXIT_FAILED
         write_outcome(args.outcome, "FAILED", config_hash(cfg), message)
         return 0
     return _report_run(args, result)

@@ -82,7 +82,7 @@ DEFAULTS = {
         "amp": "auto",
         "channels_last": "auto",
     },
-    "run": {"ckpt_every": 100, "log_every": 25, "cost_steps": 10, "pictures": 8},
+    "run": {"ckpt_every": 100, "log_every": 25, "val_every": 100, "val_images": 16, "cost_steps": 10, "pictures": 8},
     "tracking": {"enabled": True, "uri": None, "experiment": "srbench"},
 }
 
@@ -96,7 +96,8 @@ TRACKING_DB_NAME = "mlflow.db"
 # Keys that say where or how verbosely a run happens, not what it computes: left out of the identity hash.
 NON_IDENTITY_KEYS = (
     ("data", "root"), ("data", "workers"),  # the data stream is seeded per sample, whatever the workers
-    ("run", "ckpt_every"), ("run", "log_every"), ("run", "cost_steps"), ("run", "pictures"), ("tracking",),
+    ("run", "ckpt_every"), ("run", "log_every"), ("run", "val_every"), ("run", "val_images"), ("run", "cost_steps"),
+    ("run", "pictures"), ("tracking",),
 )
 
 
@@ -169,13 +170,15 @@ def _set(cfg: dict, path: list[str], value, where: str) -> None:
 _VALIDATOR = jsonschema.Draft202012Validator(load_schema())
 
 
-def check_schema(cfg: dict, where: str, prefix: str = "") -> None:
-    """Raise ConfigError for the first unknown key, wrong type or out-of-range value of a full run config.
+def check_schema(cfg: dict, where: str, prefix: str = "", validator=_VALIDATOR) -> None:
+    """Raise ConfigError for the first unknown key, wrong type or out-of-range value of a full run config
+    (or of another document, given its jsonschema ``validator``).
 
     The message starts with ``where`` (the source) and names the key, written with ``prefix`` in front
-    (a benchmark file names 'base.optim.lr', not 'optim.lr').
+    (a benchmark file names 'base.optim.lr', not 'optim.lr'); it never dumps the schema.
     """
-    for error in _VALIDATOR.iter_errors(cfg):
+    error = jsonschema.exceptions.best_match(validator.iter_errors(cfg))  # descends into anyOf / oneOf branches
+    if error is not None:
         key = ".".join(str(p) for p in error.absolute_path)
         if error.validator == "additionalProperties":
             extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
@@ -267,15 +270,16 @@ WEAK_KEYS = (("data", "supervision"), ("data", "pseudo_noise"), ("loss", "regula
 
 
 def config_hash(cfg: dict) -> str:
-    """12 hex digits identifying what a run computes (paths, logging cadence and tracking excluded)."""
+    """12 hex digits identifying what a run computes (paths, logging cadence and tracking excluded). Also
+    takes a partial config (a sweep's run-config fragment): keys it lacks are skipped."""
     identity = copy.deepcopy(cfg)
     for section, key in WEAK_KEYS if _weak_keys_unused(cfg) else ():
         identity.get(section, {}).pop(key, None)
-    for path in NON_IDENTITY_KEYS:
+    for *parents, key in NON_IDENTITY_KEYS:
         node = identity
-        for part in path[:-1]:
-            node = node[part]
-        node.pop(path[-1], None)
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(key, None)
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

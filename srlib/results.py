@@ -12,12 +12,19 @@ A run directory (``srlib run CONFIG --out RUN_DIR``) holds::
                     (``srlib run --outcome``; the workflow's declared output)
     metrics.json    the run record of a finished run, written atomically and last: the source of truth
                     for tables and MLflow imports
+    history.jsonl   the metric points the run logged, one JSON object a line: {"step": iteration,
+                    "time_ms": when it was measured (ms since the epoch), "metrics": {name: number}}
+                    (training losses, lr, validation mIoU on a subset); a point is written once the
+                    checkpoint covering its step exists, so a resumed run keeps each step once
+    .lock           held (``fcntl.flock``) by the process working in the directory; holds its PID
     per_class_iou.csv, pictures.png, predictions.npz   evaluation artifacts (``srlib.evaluate``)
 
 ``metrics.json`` (built by ``run_record``)::
 
     status          "FINISHED"
     config_hash     12 hex digits identifying what the run computes (``srlib.config.config_hash``)
+    data_fingerprint  16 hex digits identifying the data it trained and evaluated on, by content
+                    (``srlib.data.check.fingerprint``); a run is the same run only on the same data
     config          the resolved run config (``srlib.config.DEFAULTS`` has every key)
     axes            {"dataset", "preset", "pixel", "sr", "seed"}: the sweep cell (``srlib.sweep.run_axes``)
     srlib_version, git_commit, tags   code version; tags as logged to MLflow (``tracking.run_tags``)
@@ -25,7 +32,7 @@ A run directory (``srlib run CONFIG --out RUN_DIR``) holds::
     classes, palette                  the dataset's class names and RGB colours
     metrics         validation scores, fractions (``srlib.metrics.SegmentationMetrics.compute``)
     cost            parameters, MACs / FLOPs (test and train), step time in s, peak memory in MiB
-    train           {"iters", "wall_time_s", "final_loss", "eval_time_s", "total_time_s"}
+    train           {"iters", "wall_time_s", "final_loss", "eval_time_s", "total_time_s", "finished_at_ms"}
 
 A run's status as tables count it: FINISHED (metrics.json), FAILED (outcome.json says so) or MISSING
 (neither: not run yet, or killed).
@@ -42,6 +49,9 @@ import yaml
 from srlib.sweep import AXES, config_axes, run_axes, sr_rank
 
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.jsonl"
+# Files a finished run logs to MLflow as artifacts, when present (train.log: workflow runs only)
+RUN_ARTIFACTS = ("config.yaml", "metrics.json", "per_class_iou.csv", "pictures.png", "predictions.npz", "train.log")
 OUTCOME_FILE = "outcome.json"
 CONFIG_HASH = "config_hash"  # key in metrics.json and outcome.json; the MLflow tag of the same name
 STATUSES = ("FINISHED", "FAILED", "KILLED")  # terminal statuses of a run (MLflow's)
@@ -53,6 +63,9 @@ FAILURE_METRICS = {
     "hallucination_rate": "hallucinated-class rate",
 }
 METRIC_NAMES = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy", **FAILURE_METRICS}  # display names of record metrics
+# The record's cost "memory_kind" in words (``srlib.cost.peak_memory_so_far``)
+MEMORY_KINDS = {"cpu_peak_rss": "peak resident memory of the training process (CPU)",
+                "cuda_max_allocated": "peak GPU memory allocated by PyTorch"}
 
 
 def write_json_atomic(path: str | Path, data) -> None:
@@ -61,6 +74,7 @@ def write_json_atomic(path: str | Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600: collaborators must be able to read results
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, allow_nan=True)
             handle.flush()
@@ -69,6 +83,46 @@ def write_json_atomic(path: str | Path, data) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def append_history(run_dir: str | Path, points: list[dict]) -> None:
+    """Append metric points ({"step", "time_ms", "metrics"}) to the run's history.jsonl and fsync it."""
+    if not points:
+        return
+    with open(Path(run_dir) / HISTORY_FILE, "a") as handle:
+        handle.writelines(json.dumps(point, allow_nan=True) + "\n" for point in points)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_history(run_dir: str | Path, limit: int | None = None) -> list[dict]:
+    """The run's logged metric points, oldest first (the first ``limit`` only when given); [] without a
+    history. ValueError names the file and line of a damaged point."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    points = []
+    for number, line in enumerate(path.read_text().splitlines()[:limit], start=1):
+        try:
+            points.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not a JSON metric point ({error})") from None
+    return points
+
+
+def truncate_history(run_dir: str | Path, length: int) -> None:
+    """Keep the first ``length`` points of the run's history (those a checkpoint covers), atomically."""
+    path = Path(run_dir) / HISTORY_FILE
+    if path.is_file() and len(path.read_text().splitlines()) != length:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(point, allow_nan=True) + "\n" for point in read_history(run_dir, length)))
+        os.replace(tmp, path)
 
 
 def read_json(path: str | Path) -> dict:
@@ -81,12 +135,13 @@ def read_json(path: str | Path) -> dict:
 
 
 # -- writing ------------------------------------------------------------------------------------------
-def run_record(*, cfg: dict, config_hash: str, axes: dict, version: str, tags: dict, device: str, info: dict,
-               metrics: dict, cost: dict, train: dict) -> dict:
+def run_record(*, cfg: dict, config_hash: str, data_fingerprint: str, axes: dict, version: str, tags: dict,
+               device: str, info: dict, metrics: dict, cost: dict, train: dict) -> dict:
     """The metrics.json record of a finished run (fields: module docstring); ``info`` = ``dataset_info``."""
     return {
         "status": "FINISHED",
         CONFIG_HASH: config_hash,
+        "data_fingerprint": data_fingerprint,
         "config": cfg,
         "axes": axes,
         "srlib_version": version,
@@ -126,14 +181,16 @@ def read_record(run_dir: str | Path) -> dict | None:
     return record
 
 
-def finished_record(run_dir: str | Path, config_hash: str) -> dict | None:
-    """The run's metrics.json when it is a finished run of ``config_hash``, else None (not finished, or
-    finished with another config). Reads one JSON file: no torch, so a finished run's rerun stays cheap."""
+def finished_record(run_dir: str | Path, config_hash: str, data_fingerprint: str) -> dict | None:
+    """The run's metrics.json when it is a finished run of ``config_hash`` on ``data_fingerprint`` with
+    nothing left to complete (no ``checkpoint/``), else None. Reads one JSON file: no torch, so a finished
+    run's rerun stays cheap. (Records from before fingerprints were kept match on the hash.)"""
     path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
+    if not path.is_file() or (Path(run_dir) / "checkpoint").exists():
         return None
     record = read_json(path)
-    return record if record.get(CONFIG_HASH) == config_hash else None
+    same = record.get(CONFIG_HASH) == config_hash and record.get("data_fingerprint", data_fingerprint) == data_fingerprint
+    return record if same else None
 
 
 def load_run(run_dir: str | Path) -> dict:

@@ -17,7 +17,6 @@ import logging
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "mlruns"
 LOCK_TIMEOUT_S = 120
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 # While a run opens: one HTTP attempt with a short timeout, so a dead server costs seconds, not minutes.
 PROBE_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 # Afterwards (unless the user set them): few retries, so a server dying mid-run stalls training briefly.
@@ -131,16 +131,17 @@ def flatten_params(config: dict) -> dict[str, str]:
             for key, value in flatten(config).items()}
 
 
-def _metric_batch(metrics: dict, step: int) -> list[Metric]:
-    """{name: number (Python, NumPy or 0-d tensor)} -> MLflow Metrics at ``step``, timestamped now.
+def _metric_batch(metrics: dict, step: int, timestamp_ms: int | None = None) -> list[Metric]:
+    """{name: number (Python, NumPy or 0-d tensor)} -> MLflow Metrics at ``step``, timestamped
+    ``timestamp_ms`` (ms since the epoch; default now).
 
     Raises ValueError naming a key whose value is not a number.
     """
-    now = int(time.time() * 1000)
+    stamp = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
     batch = []
     for key, value in metrics.items():
         try:
-            batch.append(Metric(key, float(value), now, int(step)))
+            batch.append(Metric(key, float(value), stamp, int(step)))
         except (TypeError, ValueError):
             raise ValueError(f"metric {key!r} must be a number, got {type(value).__name__}: {value!r}") from None
     return batch
@@ -168,8 +169,7 @@ def _warn_unreachable(uri: str, action: str, error: Exception) -> None:
         f"Training continues WITHOUT MLflow tracking; metrics.json stays complete. Import the finished run "
         f"later with `srlib import-runs <run dir> --uri {uri} --experiment <name>`."
     )
-    log.warning(message)
-    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+    log.warning(message)  # shown on stderr whether or not logging is configured (logging's last resort)
 
 
 class Tracker:
@@ -194,9 +194,17 @@ class Tracker:
             _warn_unreachable(self.uri, action, error)
             self.client = self.run_id = None
 
-    def log_metrics(self, metrics: dict, step: int) -> None:
+    def log_metrics(self, metrics: dict, step: int, timestamp_ms: int | None = None) -> None:
         """Log {name: number} at iteration ``step``; ValueError naming a non-numeric value."""
-        self._call(f"logging metrics at step {step}", "log_batch", metrics=_metric_batch(metrics, step))
+        self._call(f"logging metrics at step {step}", "log_batch", metrics=_metric_batch(metrics, step, timestamp_ms))
+
+    def log_history(self, points: list[dict]) -> None:
+        """Log metric points of a run's history ({"step", "time_ms", "metrics"}, ``srlib.results``), in
+        batches MLflow accepts. A point logged again with its own timestamp is one point in the store
+        (MLflow's SQL stores, the server's included, drop exact duplicates)."""
+        batch = [metric for point in points for metric in _metric_batch(point["metrics"], point["step"], point["time_ms"])]
+        for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            self._call("logging the metric history", "log_batch", metrics=batch[start:start + MAX_METRICS_PER_BATCH])
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         """Copy a local file or folder into the run's artifacts (under ``artifact_path`` if given)."""
@@ -206,12 +214,12 @@ class Tracker:
         """Store a JSON-serialisable object as artifact ``artifact_file`` (``.json`` or ``.yaml``)."""
         self._call(f"logging {artifact_file}", "log_dict", data, artifact_file)
 
-    def log_summary(self, record: dict, step: int = 0) -> None:
+    def log_summary(self, record: dict, step: int = 0, timestamp_ms: int | None = None) -> None:
         """Log a metrics.json record's "metrics" and "cost" as ``import_runs`` does: numbers as metrics
         at ``step`` (cost as ``cost.<key>``), lists/dicts as JSON artifacts ``metrics/<name>.json``."""
         scalars, artifacts = _summary(record)
         if scalars:
-            self.log_metrics(scalars, step)
+            self.log_metrics(scalars, step, timestamp_ms)
         for artifact_file, value in artifacts.items():
             self.log_dict(value, artifact_file)
 

@@ -1,9 +1,10 @@
 """One run: train one resolved config, evaluate it and write ``metrics.json`` last.
 
 The run directory's files and the ``metrics.json`` record are described in ``srlib.results``; the
-checkpoint ``RUN_DIR/checkpoint/last.pt`` holds model, optimizer, scheduler, center-loss and RNG states
-and the iteration. Running the same config on the same directory again resumes from the checkpoint,
-or does nothing once ``metrics.json`` exists.
+checkpoint ``RUN_DIR/checkpoint/last.pt`` holds model, optimizer, scheduler, center-loss and RNG states,
+the iteration, the step times, last losses and peak memory so far, and how much of history.jsonl it
+covers. Running the same config on the same data in the same directory again resumes from the
+checkpoint, or only completes what a killed process left undone once ``metrics.json`` exists.
 """
 
 import logging
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from srlib import __version__
 from srlib.config import ConfigError, config_hash, tracking_uri
@@ -32,7 +33,11 @@ from srlib.evaluate import evaluate, write_artifacts
 from srlib.losses import RunLoss
 from srlib.losses.self_regulation import check_labels
 from srlib.models import PRESETS, build_segmentor
-from srlib.results import METRICS_FILE, read_json, run_record, write_json_atomic
+from srlib import rundir
+from srlib.data.check import check_items, fingerprint
+from srlib.results import (METRICS_FILE, RUN_ARTIFACTS, append_history, read_history, read_json, run_record,
+                           truncate_history, write_json_atomic)
+from srlib.rundir import kill_point, replace_durably
 from srlib.sweep import config_axes, run_axes
 
 log = logging.getLogger("srlib.train")
@@ -99,23 +104,26 @@ class Run:
     """Everything one run holds while it trains; ``execute`` drives it."""
 
     def __init__(self, cfg: dict, out_dir: str | Path | None):
-        """``out_dir=None`` builds the run without a directory (cost measurement only)."""
+        """Build the data, model and optimizer; nothing touches ``out_dir`` (bad input fails before the run
+        directory exists). With ``out_dir`` every data item is read once (``srlib.data.check``); ``None``
+        builds the run without a directory (cost measurement only)."""
         self.cfg = cfg
         self.hash = config_hash(cfg)
         torch.set_num_threads(cfg["threads"])
         self.device = select_device(cfg)
-        self.resume_state = None  # the checkpoint's content, read once by _check_run_dir
-        if out_dir is not None:
-            self.out_dir = Path(out_dir)
-            self.ckpt_path = self.out_dir / "checkpoint" / "last.pt"
-            self._check_run_dir()
+        self.resume_state = None  # the checkpoint's content, read by finished_record under the lock
         data = cfg["data"]
         self.info = dataset_info(data["name"])
         self.num_classes = self.info["num_classes"]
-        # Everything that can fail on bad input happens before the run directory is touched.
         self.train_set = build_train_set(  # the labels data.supervision asks for
             data, transform=train_transform(data["crop_size"], tuple(data["scale_range"]), data["flip"]))
         self.eval_set = build_dataset(data["name"], data["root"], data["eval_split"], transform=eval_transform())
+        self.data_fingerprint = fingerprint(data["name"], [self.train_set, self.eval_set])
+        if out_dir is not None:
+            self.out_dir = Path(out_dir)
+            self.ckpt_path = self.out_dir / "checkpoint" / "last.pt"
+            for dataset in (self.train_set, self.eval_set):
+                check_items(dataset, fingerprint(data["name"], [dataset]))
         seed_everything(cfg["seed"])
         self.loss = RunLoss(cfg["loss"], self.info)
         self.model = build_model(cfg, self.num_classes, self.loss.needs).to(self.device)
@@ -125,33 +133,57 @@ class Run:
         self.amp = cfg["optim"]["amp"]
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
         self.iteration = 0
-        self.step_times: list[tuple[int, float]] = []  # (iteration, seconds) of the steps this process ran
+        # Kept in the checkpoint, so a resumed run reports what an uninterrupted one does:
+        self.step_times: list[tuple[int, float]] = []  # (iteration, seconds) of the steps run so far
+        self.last_terms: dict | None = None  # the loss terms last logged
+        self.earlier_peak_bytes = 0  # peak memory of the processes before a resume
+        self.history_length = 0  # points of history.jsonl that the checkpoint covers
+        self.pending: list[dict] = []  # metric points measured since the last checkpoint
 
-    def _check_run_dir(self) -> None:
+    def finished_record(self) -> dict | None:
+        """The finished record of this config and data in the run directory, or None; reads the checkpoint
+        to resume from. ConfigError when the directory holds a finished run or a checkpoint of another
+        config or data (neither is ever overwritten)."""
         metrics = self.out_dir / METRICS_FILE
         if metrics.exists():
             done = read_json(metrics)
-            if done.get("config_hash") != self.hash:
-                raise ConfigError(
-                    f"{metrics} is a finished run of config hash {done.get('config_hash')}; this config hashes to "
-                    f"{self.hash}. Use another --out directory."
-                )
+            if self._same_run(done):
+                return done
+            raise ConfigError(
+                f"{metrics} is a finished run of {self._describe(done)}; this run is {self._describe(None)}. "
+                f"A finished result is never overwritten: use another --out directory, or move {self.out_dir} "
+                "away to train it again"
+            )
         if self.ckpt_path.exists():
             try:
                 saved = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
             except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
                 raise ConfigError(f"checkpoint {self.ckpt_path} cannot be read ({error}); delete it to start over") from None
-            if saved.get("config_hash") != self.hash:
+            if not self._same_run(saved):
                 raise ConfigError(
-                    f"checkpoint {self.ckpt_path} was written by config hash {saved.get('config_hash')}, "
-                    f"this config hashes to {self.hash}; delete the checkpoint or use another --out directory"
+                    f"checkpoint {self.ckpt_path} was written by {self._describe(saved)}, this run is "
+                    f"{self._describe(None)}; delete the checkpoint or use another --out directory"
                 )
             self.resume_state = saved
+        return None
+
+    def _same_run(self, saved: dict) -> bool:
+        """Same config hash and data fingerprint (records from before fingerprints were kept match on the hash)."""
+        return (saved.get("config_hash") == self.hash
+                and saved.get("data_fingerprint", self.data_fingerprint) == self.data_fingerprint)
+
+    def _describe(self, saved: dict | None) -> str:
+        saved = saved or {"config_hash": self.hash, "data_fingerprint": self.data_fingerprint}
+        return f"config hash {saved.get('config_hash')} on data {saved.get('data_fingerprint', '(not recorded)')}"
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """Append the pending metric points to history.jsonl, then write the checkpoint that covers them."""
+        append_history(self.out_dir, self.pending)
+        self.history_length += len(self.pending)
         state = {
             "config_hash": self.hash,
+            "data_fingerprint": self.data_fingerprint,
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -163,14 +195,16 @@ class Run:
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
+            "step_times": self.step_times,
+            "last_terms": self.last_terms,
+            "peak_bytes": max(self.earlier_peak_bytes, peak_memory_so_far(self.device)["peak_bytes"]),
+            "history_length": self.history_length,
         }
-        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.ckpt_path)
+        replace_durably(self.ckpt_path, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self) -> bool:
-        """Restore the checkpoint found when the run was built; False when there was none."""
+        """Restore the checkpoint ``finished_record`` found (history.jsonl cut back to the points it covers);
+        False when there was none."""
         state, self.resume_state = self.resume_state, None
         if state is None:
             return False
@@ -185,6 +219,11 @@ class Run:
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.iteration = state["iteration"]
+        self.step_times = state.get("step_times", [])
+        self.last_terms = state.get("last_terms")
+        self.earlier_peak_bytes = state.get("peak_bytes", 0)
+        self.history_length = state.get("history_length", 0)
+        truncate_history(self.out_dir, self.history_length)
         return True
 
     # -- training ------------------------------------------------------------------------------------
@@ -234,25 +273,44 @@ class Run:
             persistent_workers=False,
         )
 
+    def validate_subset(self) -> float:
+        """mIoU in % of the test-time model on the first ``run.val_images`` evaluation images. Leaves the
+        training untouched: same weights, modes and random streams (a run validated at any cadence
+        computes what an unvalidated one does)."""
+        subset = Subset(self.eval_set, range(min(self.cfg["run"]["val_images"], len(self.eval_set))))
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            metrics, _ = evaluate(self.model.inference_model(), subset, self.info, device=self.device,
+                                  batch_size=self.cfg["data"]["eval_batch_size"],
+                                  window=self.cfg["data"]["eval_window"], keep=0)
+        return 100 * metrics["miou"]
+
     def train(self, tracker) -> dict:
-        iters, every = self.cfg["optim"]["iters"], self.cfg["run"]["log_every"]
+        """Train to ``optim.iters``. Metric points go to history.jsonl and MLflow only once a checkpoint covers
+        them, so a run killed between checkpoints and resumed logs each step once."""
+        iters, run_cfg = self.cfg["optim"]["iters"], self.cfg["run"]
         self.model.train()
         progress = _progress(iters, self.iteration)
-        terms = {}
         start = time.perf_counter()
         for batch in self.loader():
             terms = self.timed_step(batch)
-            lr = self.scheduler.get_last_lr()[0]
-            if self.iteration % every == 0 or self.iteration == iters:
-                terms = {name: value.item() for name, value in terms.items()}
-                tracker.log_metrics({**{f"loss/{k}": v for k, v in terms.items()}, "lr": lr}, step=self.iteration)
-                progress(self.iteration, terms)
-            if self.iteration % self.cfg["run"]["ckpt_every"] == 0 or self.iteration == iters:
+            kill_point(f"step:{self.iteration}")
+            point, last = {}, self.iteration == iters
+            if self.iteration % run_cfg["log_every"] == 0 or last:
+                self.last_terms = {name: value.item() for name, value in terms.items()}
+                point = {**{f"loss/{k}": v for k, v in self.last_terms.items()}, "lr": self.scheduler.get_last_lr()[0]}
+                progress(self.iteration, self.last_terms)
+            if run_cfg["val_every"] and (self.iteration % run_cfg["val_every"] == 0 or last):
+                point["val_subset/miou_pct"] = self.validate_subset()
+            if point:
+                self.pending.append({"step": self.iteration, "time_ms": int(time.time() * 1000), "metrics": point})
+            if self.iteration % run_cfg["ckpt_every"] == 0 or last:
                 self.save_checkpoint()  # also at the end, so a failed evaluation never costs training
+                tracker.log_history(self.pending)
+                self.pending = []
+                kill_point(f"checkpoint:{self.iteration}")
         progress.close()
-        final = terms.get("total")
-        return {"iters": iters, "wall_time_s": time.perf_counter() - start,
-                "final_loss": None if final is None else float(final)}
+        final = (self.last_terms or {}).get("total")
+        return {"iters": iters, "wall_time_s": time.perf_counter() - start, "final_loss": final}
 
     # -- cost ----------------------------------------------------------------------------------------
     def cost(self) -> dict:
@@ -260,7 +318,7 @@ class Run:
         shape = (1, 3, crop, crop)
         inference = self.model.inference_model()
         test_flops, train_flops = count_flops(inference, shape), count_flops(self.model, shape)
-        # Steps with every configured term on (after the SR warm-up), less this process's first few.
+        # Steps with every configured term on (after the SR warm-up), less the first few of each process.
         sr_on = [t for i, t in self.step_times if i >= self.cfg["optim"]["sr_warmup_iters"]]
         times = sr_on[TIMING_WARMUP_STEPS:] or sr_on
         return {
@@ -273,7 +331,7 @@ class Run:
             "flop_input_shape": list(shape),
             "step_time_s": statistics.median(times) if times else None,
             "step_time_batch": self.cfg["data"]["batch_size"],
-            **_peak_memory_mib(self.device),
+            **_peak_memory_mib(self.device, self.earlier_peak_bytes),
         }
 
 
@@ -305,50 +363,80 @@ class _progress:
 
 
 def execute(cfg: dict, out_dir: str | Path) -> dict:
-    """Train (or resume), evaluate and write ``metrics.json``; return its content. No-op if already finished."""
-    out_dir = Path(out_dir)
-    metrics_path = out_dir / METRICS_FILE
-    done = read_json(metrics_path) if metrics_path.exists() else {}
-    if done.get("config_hash") == config_hash(cfg):
-        log.info("%s already finished (config %s): nothing to do", out_dir, done["config_hash"])
-        return done
-    run = Run(cfg, out_dir)  # validates everything (a finished run of another config too) before writing
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    resumed = run.load_checkpoint()
-    if resumed:
-        log.info("resuming %s from iteration %d", out_dir, run.iteration)
-    from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
+    """Train (or resume), evaluate and write ``metrics.json``; return its content.
 
-    tags = run_tags(run.hash, str(run.device), cfg["threads"])
-    tracker = open_tracker(cfg, out_dir, tags)
-    started = time.perf_counter()
-    try:
-        train_summary = run.train(tracker)
-        cost = run.cost()  # before evaluation, so peak memory is the training's
-        eval_started = time.perf_counter()
-        metrics, pictures = evaluate(
-            run.model.inference_model(), run.eval_set, run.info, device=run.device,
-            batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
-            keep=cfg["run"]["pictures"],
-        )
-        train_summary["eval_time_s"] = time.perf_counter() - eval_started
-        artifacts = write_artifacts(out_dir, metrics, pictures, run.info)
-        result = run_record(cfg=cfg, config_hash=run.hash, axes=run_axes(out_dir, config_axes(cfg)),
-                            version=__version__, tags=tags, device=str(run.device), info=run.info,
-                            metrics=metrics, cost=cost, train=train_summary)
-        tracker.log_summary(result, step=run.iteration)
-        for path in artifacts:
-            tracker.log_artifact(path)
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    result["train"]["total_time_s"] = time.perf_counter() - started
-    write_json_atomic(metrics_path, result)
-    tracker.log_artifact(metrics_path)
+    Holds the run directory's lock throughout (``srlib.rundir``). Once ``metrics.json`` is written the rest
+    (MLflow summary, artifacts and status, checkpoint removal) is ``complete``, which a rerun of a finished
+    run repeats safely: a run killed at any instant is finished by its rerun, never retrained or logged twice.
+    """
+    out_dir = Path(out_dir)
+    run = Run(cfg, out_dir)  # validates config and data before the run directory is touched
+    with rundir.lock(out_dir):
+        done = run.finished_record()
+        if done is not None:
+            complete(cfg, out_dir, done)
+            return done
+        resumed = run.load_checkpoint()
+        if resumed:
+            log.info("resuming %s from iteration %d", out_dir, run.iteration)
+        replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
+        from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
+
+        tags = run_tags(run.hash, str(run.device), cfg["threads"])
+        tracker = open_tracker(cfg, out_dir, tags)
+        if resumed:  # points sent before the kill are sent again with their own timestamps: MLflow keeps one
+            tracker.log_history(read_history(out_dir))
+        started = time.perf_counter()
+        try:
+            train_summary = run.train(tracker)
+            cost = run.cost()  # before evaluation, so peak memory is the training's
+            eval_started = time.perf_counter()
+            metrics, pictures = evaluate(
+                run.model.inference_model(), run.eval_set, run.info, device=run.device,
+                batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
+                keep=cfg["run"]["pictures"],
+            )
+            train_summary["eval_time_s"] = time.perf_counter() - eval_started
+            write_artifacts(out_dir, metrics, pictures, run.info)
+        except BaseException:
+            tracker.finish("FAILED")
+            raise
+        train_summary["total_time_s"] = time.perf_counter() - started
+        train_summary["finished_at_ms"] = int(time.time() * 1000)
+        result = run_record(cfg=cfg, config_hash=run.hash, data_fingerprint=run.data_fingerprint,
+                            axes=run_axes(out_dir, config_axes(cfg)), version=__version__, tags=tags,
+                            device=str(run.device), info=run.info, metrics=metrics, cost=cost, train=train_summary)
+        write_json_atomic(out_dir / METRICS_FILE, result)
+        kill_point("metrics-written")
+        complete(cfg, out_dir, result, tracker)
+        return result
+
+
+def complete(cfg: dict, out_dir: Path, record: dict, tracker=None) -> None:
+    """What follows ``metrics.json``: the MLflow run's summary, artifacts and FINISHED status, then the
+    checkpoint's removal. Idempotent (metric points carry the record's timestamp, so MLflow keeps one copy);
+    with ``tracker=None`` it continues the MLflow run whose id the checkpoint folder kept, if any."""
+    checkpoint = out_dir / "checkpoint"
+    if tracker is None:
+        if not checkpoint.exists():
+            return  # completed before
+        if cfg["tracking"]["enabled"] and rundir.read_run_id(out_dir) is not None:
+            from srlib.tracking import run_tags
+
+            tracker = open_tracker(cfg, out_dir, run_tags(record["config_hash"], record["device"], cfg["threads"]))
+    if tracker is not None:
+        log_finished_run(tracker, out_dir, record)
+    kill_point("tracking-finished")
+    shutil.rmtree(checkpoint, ignore_errors=True)  # finished: metrics.json is the record
+
+
+def log_finished_run(tracker, out_dir: Path, record: dict) -> None:
+    """A finished run's summary metrics, its files as artifacts and the FINISHED status."""
+    tracker.log_summary(record, step=0, timestamp_ms=record["train"].get("finished_at_ms"))
+    for name in RUN_ARTIFACTS:
+        if (out_dir / name).exists():
+            tracker.log_artifact(out_dir / name)
     tracker.finish("FINISHED")
-    shutil.rmtree(run.ckpt_path.parent, ignore_errors=True)  # finished: metrics.json is the record
-    return result
 
 
 def measure_cost(cfg: dict) -> dict:
@@ -363,33 +451,25 @@ def measure_cost(cfg: dict) -> dict:
     return {"config_hash": run.hash, "config": cfg, "threads": cfg["threads"], "device": str(run.device), **run.cost()}
 
 
-def _peak_memory_mib(device: torch.device) -> dict:
-    """Peak memory of the training so far in MiB (CUDA peak allocated, or the process's peak RSS on CPU)."""
+def _peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:
+    """Peak memory of the training so far in MiB (CUDA peak allocated, or the process's peak RSS on CPU),
+    at least ``earlier_bytes`` (the peak of the processes a resumed run ran in before)."""
     peak = peak_memory_so_far(device)
-    return {"peak_memory_mib": peak["peak_bytes"] / 2**20, "memory_kind": peak["kind"]}
+    return {"peak_memory_mib": max(peak["peak_bytes"], earlier_bytes) / 2**20, "memory_kind": peak["kind"]}
 
 
 def open_tracker(cfg: dict, out_dir: Path, tags: dict):
     """The run's MLflow run (``srlib.tracking.Tracker``); a resumed run continues the MLflow run it started
     (id kept beside the checkpoint)."""
-    from srlib.tracking import Tracker, open_run
+    from srlib.tracking import Tracker, open_run, run_display
 
     tracking = cfg["tracking"]
     uri = tracking_uri(tracking["uri"])
     if not tracking["enabled"]:
         return Tracker(None, None, uri)
-    id_file = out_dir / "checkpoint" / "mlflow_run_id"
-    previous = id_file.read_text().strip() if id_file.exists() else None
-    tracker = open_run(uri, tracking["experiment"], _run_name(out_dir), cfg, tags, run_id=previous)
+    previous = rundir.read_run_id(out_dir)
+    name, cell_tags = run_display(cfg)  # short name and cell tags, the sweep's when it wrote them
+    tracker = open_run(uri, tracking["experiment"], name, cfg, {**tags, **cell_tags}, run_id=previous)
     if tracker.active and tracker.run_id != previous:
-        id_file.parent.mkdir(parents=True, exist_ok=True)
-        id_file.write_text(tracker.run_id)
+        rundir.write_run_id(out_dir, tracker.run_id)
     return tracker
-
-
-def _run_name(out_dir: Path) -> str:
-    """The run directory relative to the working directory (it spells the sweep parameters)."""
-    try:
-        return out_dir.resolve().relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return out_dir.as_posix()

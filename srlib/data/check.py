@@ -31,6 +31,16 @@ def fingerprint(name: str, datasets) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_fingerprint(data: dict) -> str:
+    """``fingerprint`` of a run config's ``data`` section: its training split (with ``label_dir``) and its
+    evaluation split. FileNotFoundError / ValueError name a missing root, split list or file."""
+    from srlib.data import build_dataset
+
+    splits = [build_dataset(data["name"], data["root"], "train", label_dir=data["label_dir"]),
+              build_dataset(data["name"], data["root"], data["eval_split"])]
+    return fingerprint(data["name"], splits)
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "srlib" / "data-checks"
 

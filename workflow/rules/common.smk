@@ -9,12 +9,18 @@ import functools
 import sys
 from pathlib import Path
 
+import jsonschema
 import yaml
 from snakemake.utils import validate
 
 from srlib import sweep
+from srlib.config import check_schema, config_hash
 from srlib.tables import TABLE_FILES
 
+# The benchmark file is checked first with messages that name the bad key (Snakemake's own message dumps
+# the whole schema); validate() then fills the schema's defaults.
+with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _schema:
+    check_schema(config, "benchmark file", validator=jsonschema.Draft202012Validator(yaml.safe_load(_schema)))
 validate(config, "../schemas/config.schema.yaml")
 
 SWEEP = sweep.expand(config)
@@ -44,15 +50,21 @@ def _group_config(dataset: str, matching: tuple) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def _run_yaml(dataset: str, preset: str, pixel: str, sr: str, seed: str) -> str:
+def _run_config(dataset: str, preset: str, pixel: str, sr: str, seed: str) -> dict:
     run = {"dataset": dataset, "preset": preset, "pixel": pixel, "sr": sr, "seed": seed}
     group = _group_config(dataset, sweep.matching_overrides(SWEEP, run))
-    return as_yaml(sweep.run_config(SWEEP, run, group))
+    return sweep.run_config(SWEEP, run, group)
 
 
 def run_config_yaml(w) -> str:
-    """run.yaml of one run; cached because Snakemake evaluates params more than once per job."""
-    return _run_yaml(w.dataset, w.preset, w.pixel, w.sr, w.seed)
+    """run.yaml of one run (its config fragment)."""
+    return as_yaml(_run_config(w.dataset, w.preset, w.pixel, w.sr, w.seed))
+
+
+def run_identity(w) -> str:
+    """The config hash of a run's fragment: what its result depends on, without logging cadence, paths or
+    tracking. The train rule's only config param, so editing a display-only key never reruns a finished run."""
+    return config_hash(_run_config(w.dataset, w.preset, w.pixel, w.sr, w.seed))
 
 
 def cost_config_yaml(w) -> str:

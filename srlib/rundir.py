@@ -1,0 +1,92 @@
+"""The run directory's housekeeping: one process at a time, the MLflow run id kept beside the checkpoint,
+files replaced atomically and durably, and named points where tests kill the process.
+
+``lock(run_dir)`` holds an exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` (which records the holder's PID
+and host) while a process trains, finishes or completes a run there; a second process gets ``RunDirBusy``
+naming the directory and the holder, before it touches anything else. The lock is released by the kernel
+when the holder exits, however it exits, so a killed run never leaves a stale lock. (On network
+filesystems flock is as reliable as the filesystem's lock support: NFSv4 and Lustre with ``flock`` mounts
+honour it.)
+"""
+
+import contextlib
+import os
+import signal
+import socket
+from pathlib import Path
+
+import fcntl
+
+LOCK_FILE = ".lock"
+RUN_ID_FILE = "mlflow_run_id"  # in RUN_DIR/checkpoint/: the MLflow run a resumed or finishing run continues
+KILL_ENV = "SRLIB_KILL_AT"  # tests: the name of the point where the process SIGKILLs itself
+
+
+class RunDirBusy(RuntimeError):
+    """Another live process holds the run directory's lock."""
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be created or written (permissions, read-only filesystem)."""
+
+
+@contextlib.contextmanager
+def lock(run_dir: Path):
+    """Create ``run_dir`` if needed and hold its lock for the block; RunDirBusy / RunDirError otherwise."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise RunDirError(f"cannot write the run directory {run_dir}: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirBusy(
+                f"run directory {run_dir} is in use by process {holder} (it holds {path}); wait for it to end, "
+                f"or stop it, before running here again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The MLflow run id saved for this run directory; None when absent, empty or not an id."""
+    path = Path(run_dir) / "checkpoint" / RUN_ID_FILE
+    try:
+        text = path.read_text().strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return text if text.isalnum() else None
+
+
+def write_run_id(run_dir: Path, run_id: str) -> None:
+    replace_durably(Path(run_dir) / "checkpoint" / RUN_ID_FILE, lambda tmp: tmp.write_text(run_id))
+
+
+def replace_durably(path: Path, write) -> None:
+    """``write(tmp)`` a sibling temporary file, fsync it, rename it over ``path`` and fsync the folder: after
+    a crash ``path`` holds either the old or the new content, never a torn or empty file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL this process here when the environment variable SRLIB_KILL_AT equals ``name`` (tests use it
+    to stop a run at an exact instant; unset in normal use)."""
+    if os.environ.get(KILL_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
