@@ -4,7 +4,7 @@
 
 rule cost:
     input:
-        dataset_input,
+        DATASET_INPUT,
     output:
         f"{BENCH_DIR}/cost/{COST_PATTERN}.json",
     log:
