@@ -39,8 +39,8 @@ FULL_SR = "mea+srf+srl"
 CENTER_SUFFIX = "+center"
 
 RUN_PATTERN = "dataset~{dataset}/preset~{preset}/pixel~{pixel}/sr~{sr}/seed~{seed}"
-COST_PATTERN = "dataset~{dataset}/preset~{preset}/exit~{exit}/sr~{sr}"
-COST_AXES = ("dataset", "preset", "exit", "sr")
+COST_PATTERN = "dataset~{dataset}/preset~{preset}/pixel~{pixel}/exit~{exit}/sr~{sr}"
+COST_AXES = ("dataset", "preset", "exit", "sr")  # what a cost file's path must spell; the pixel loss is read from its config
 GENERATED_PATTERN = "results/data/generated/size~{size}/train~{n_train}/val~{n_val}/test~{n_test}/seed~{seed}"
 GENERATED_KEYS = ("size", "n_train", "n_val", "n_test", "seed")  # the generator parameters a sweep may set
 
@@ -265,7 +265,7 @@ def expand(bench: dict) -> dict:
 
     Returns {"name", "dir", "datasets" (see dataset_entries), "axes" ({axis: [value as str]}), "overrides",
     "resources", "tracking" ({enabled, uri, experiment}), "runs" (one {axis: value} per run, in product
-    order), "run_dirs", "costs" (one {dataset, preset, exit, sr} per cost job), "cost_files"}.
+    order), "run_dirs", "costs" (one {dataset, preset, pixel, exit, sr} per cost job), "cost_files"}.
     """
     check_fragment(bench.get("base") or {}, "base")
     datasets = dataset_entries(bench)
@@ -285,9 +285,10 @@ def expand(bench: dict) -> dict:
     base_exit = (bench.get("base") or {}).get("model", {}).get("exit", DEFAULTS["model"]["exit"])
     cost_sr = expand_sr(cost["sr"], "cost.sr") if cost.get("sr") else axes["sr"]
     runs = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-    costs = [
-        {"dataset": d, "preset": p, "exit": "none" if sr == "baseline" else e, "sr": sr}
-        for d, p, e, sr in itertools.product(axes["dataset"], axes["preset"], cost.get("exits") or [base_exit], cost_sr)
+    costs = [  # every pixel loss: each one's own step time and memory
+        {"dataset": d, "preset": p, "pixel": px, "exit": "none" if sr == "baseline" else e, "sr": sr}
+        for d, p, px, e, sr in itertools.product(axes["dataset"], axes["preset"], axes["pixel"],
+                                                 cost.get("exits") or [base_exit], cost_sr)
     ]
     return {
         "name": bench["name"],
@@ -354,8 +355,9 @@ def run_config(sweep: dict, run: dict, group: dict | None = None) -> dict:
 
 
 def cost_config(sweep: dict, cost: dict) -> dict:
-    """Config measured by the cost rule: the first pixel loss and seed of the sweep, tracking off."""
-    run = {"dataset": cost["dataset"], "preset": cost["preset"], "pixel": sweep["axes"]["pixel"][0],
+    """Config measured by the cost rule for ``cost`` ({dataset, preset, pixel, exit, sr}): the sweep's first
+    seed, tracking off."""
+    run = {"dataset": cost["dataset"], "preset": cost["preset"], "pixel": cost["pixel"],
            "sr": cost["sr"], "seed": sweep["axes"]["seed"][0]}
     cfg = run_config(sweep, run)
     cfg["tracking"]["enabled"] = False

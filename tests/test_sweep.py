@@ -55,8 +55,9 @@ def test_runs_are_the_product_of_the_axes_in_table_order():
     assert first == ("results/unit/runs/dataset~generated/preset~p1/pixel~ce/sr~baseline/seed~0")
     assert sweep.generated_root(sw["datasets"]["generated"]["generate"]) == \
         "results/data/generated/size~32/train~2000/val~500/test~500/seed~0"
-    # cost: per dataset x preset x SR combination, the baseline without exits
-    assert sorted(c["exit"] for c in sw["costs"]) == ["light", "light", "none", "none"]
+    # cost: per dataset x preset x pixel loss x SR combination, the baseline without exits
+    assert sorted((c["preset"], c["pixel"], c["exit"]) for c in sw["costs"]) == [
+        (p, px, e) for p in ("p1", "p2") for px in ("ce", "focal+center") for e in ("light", "none")]
 
 
 def test_paths_spell_the_axes_and_parse_back():
@@ -65,7 +66,8 @@ def test_paths_spell_the_axes_and_parse_back():
         assert sweep.path_axes(run_dir) == run
         assert sweep.run_axes(run_dir, None) == {**run, "seed": int(run["seed"])}
     cost = sw["cost_files"][-1]
-    assert sweep.path_axes(cost) == {"dataset": "generated", "preset": "p2", "exit": "light", "sr": "mea+srl"}
+    assert sweep.path_axes(cost) == {"dataset": "generated", "preset": "p2", "pixel": "focal+center", "exit": "light",
+                                     "sr": "mea+srl"}
 
 
 def test_run_dir_without_segments_takes_its_axes_from_the_config():
@@ -88,9 +90,10 @@ def test_run_config_is_base_dataset_overrides_then_axes():
     assert cfg["tracking"] == {"enabled": True, "uri": cfg["tracking"]["uri"], "experiment": "unit"}
     other = sweep.run_config(sw, {**run, "preset": "p1"})
     assert "lr" not in other["optim"]  # the override matches p2 only
-    cost = sweep.cost_config(sw, {"dataset": "generated", "preset": "p1", "exit": "official", "sr": "mea+srl"})
+    cell = {"dataset": "generated", "preset": "p1", "pixel": "focal+center", "exit": "official", "sr": "mea+srl"}
+    cost = sweep.cost_config(sw, cell)
     assert cost["model"]["exit"] == "official" and cost["tracking"]["enabled"] is False
-    assert cost["loss"]["pixel"] == "ce" and cost["seed"] == 0  # the first pixel loss and seed
+    assert (cost["loss"]["pixel"], cost["loss"]["center"], cost["seed"]) == ("focal", True, 0)  # the sweep's first seed
 
 
 @pytest.mark.parametrize("change, named", [

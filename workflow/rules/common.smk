@@ -69,7 +69,8 @@ def run_identity(w) -> str:
 
 
 def cost_config_yaml(w) -> str:
-    return as_yaml(sweep.cost_config(SWEEP, {"dataset": w.dataset, "preset": w.preset, "exit": w.exit, "sr": w.sr}))
+    cost = {"dataset": w.dataset, "preset": w.preset, "pixel": w.pixel, "exit": w.exit, "sr": w.sr}
+    return as_yaml(sweep.cost_config(SWEEP, cost))
 
 
 def dataset_input(w):

@@ -1,5 +1,5 @@
-# Overhead of each SR combination against its baseline, per dataset (crop, classes) x preset x exit type:
-# parameters and multiply-adds at test and training time, step time and peak memory (`srlib cost`).
+# Overhead of each SR combination against its baseline, per dataset (crop, classes) x preset x pixel loss x exit
+# type: parameters and multiply-adds at test and training time, step time and peak memory (`srlib cost`).
 
 
 rule cost:
