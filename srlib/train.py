@@ -428,6 +428,7 @@ def complete(cfg: dict, out_dir: Path, record: dict, tracker=None) -> None:
         log_finished_run(tracker, out_dir, record)
     kill_point("tracking-finished")
     shutil.rmtree(checkpoint, ignore_errors=True)  # finished: metrics.json is the record
+    kill_point("checkpoint-removed")
 
 
 def log_finished_run(tracker, out_dir: Path, record: dict) -> None:

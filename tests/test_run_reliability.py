@@ -60,12 +60,12 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result_and_logs_each_step_onc
     assert history == list(range(2, ITERS + 1, 2))
 
 
-@pytest.mark.parametrize("point", ["metrics-written", "tracking-finished"])
+@pytest.mark.parametrize("point", ["metrics-written", "tracking-finished", "checkpoint-removed"])
 def test_a_run_killed_after_its_record_is_completed_by_the_rerun_not_retrained(config, tmp_path, point):
     out, outcome = tmp_path / "run", tmp_path / "outcome.json"
     assert srlib("run", str(config), "--out", str(out), "--outcome", str(outcome), kill_at=point).returncode == -9
     record = (out / "metrics.json").read_text()
-    assert (out / "checkpoint").exists() and not outcome.exists()
+    assert (out / "checkpoint").exists() == (point != "checkpoint-removed") and not outcome.exists()
 
     done = srlib("run", str(config), "--out", str(out), "--outcome", str(outcome))
     assert done.returncode == 0, done.stderr

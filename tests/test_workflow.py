@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from srlib import tables
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = {
@@ -101,7 +103,8 @@ def test_paper_benchmark_dry_run_against_fixture_roots(work, tmp_path):
 
 
 @pytest.mark.parametrize("change, named", [
-    (lambda b: b["axes"].update(seedz=[0]), "'seedz' was unexpected"),
+    (lambda b: b["axes"].update(seedz=[0]), "unknown config key 'axes.seedz'"),
+    (lambda b: b["axes"]["dataset"][0]["generate"].update(n_trian=5), "unknown config key 'axes.dataset.0.generate.n_trian'"),
     (lambda b: b["base"]["optim"].update(itres=5), "'base.optim.itres'"),
     (lambda b: b["overrides"][0]["config"].update(seed=3), "overrides[0].config.seed: set by the benchmark's axes.seed"),
     (lambda b: b["overrides"][0]["where"].update(seed=7), "overrides[0].where.seed: ['7'] not on the axis"),
@@ -112,6 +115,7 @@ def test_benchmark_typos_are_rejected_naming_the_key(work, change, named):
     result = snakemake(work, "-n", "--configfile", write_bench(work, bench), check=False)
     assert result.returncode != 0 and named in result.stdout + result.stderr
     assert "rule train" not in result.stdout
+    assert len((result.stdout + result.stderr).splitlines()) < 20  # the key, not a dump of the schema
 
 
 def test_adding_a_seed_schedules_only_the_new_runs(work):
@@ -196,9 +200,25 @@ def test_tiny_sweep_builds_tables_of_exactly_its_runs(work):
     for name in ("failure_modes.md", "per_class.md", "ablation.png", "pictures.png", "tables.html"):
         assert (bench / name).stat().st_size > 0
     snakemake(work, "--configfile", path, "--report", "results/tiny/report.html")
-    assert "ablation.png" in (bench / "report.html").read_text()
-    # Nothing left to do; one more seed schedules only its two runs.
+    # The report registers only what a browser shows (each table's HTML page, tables.html, the figures).
+    report = (bench / "report.html").read_text()
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", report).group(1))
+    registered = sorted(Path(f).name for sub in categories.values() for files in sub.values() for f in files)
+    assert registered == sorted(name for name in tables.TABLE_FILES if not name.endswith(".md"))
+    # Nothing left to do, also after editing display-only keys; one more seed schedules only its two runs.
     assert "Nothing to be done" in snakemake(work, "-n", "--configfile", path).stdout
+    display = json.loads(json.dumps(TINY))
+    display["base"]["run"].update(log_every=2, ckpt_every=2, val_every=1)
+    assert "Nothing to be done" in snakemake(work, "-n", "--configfile", write_bench(work, display)).stdout
+    # Editing what the runs compute reruns their jobs, which refuse to overwrite the finished results.
+    records = {p: p.read_text() for p in (bench / "runs").rglob("metrics.json")}
+    changed = json.loads(json.dumps(TINY))
+    changed["base"]["optim"]["iters"] = 4
+    assert snakemake(work, "--cores", "2", "--keep-going", "--configfile", write_bench(work, changed),
+                     check=False).returncode != 0
+    assert {p: p.read_text() for p in (bench / "runs").rglob("metrics.json")} == records
+    assert "never overwritten" in (bench / "runs" / f"{prefix}/sr~baseline/seed~0" / "train.log").read_text()
+    path = write_bench(work, TINY)
     more = json.loads(json.dumps(TINY))
     more["axes"]["seed"] = [0, 1, 2]
     out = snakemake(work, "-n", "--configfile", write_bench(work, more)).stdout
