@@ -102,9 +102,11 @@ def cmd_scribbles(args) -> int:
 
 
 def cmd_init_tracking(args) -> int:
-    from srlib.tracking import ensure_experiment
+    from srlib.tracking import ensure_experiment, open_sweep
 
-    experiment_id = ensure_experiment(args.uri, args.experiment)
+    experiment_id = ensure_experiment(args.uri, args.experiment, args.description)
+    if args.benchmark:
+        open_sweep(args.uri, args.experiment, args.benchmark, args.description)
     if args.marker:
         Path(args.marker).parent.mkdir(parents=True, exist_ok=True)
         Path(args.marker).write_text(f"{args.uri}\n{args.experiment}\n{experiment_id}\n")
@@ -113,9 +115,16 @@ def cmd_init_tracking(args) -> int:
 
 
 def cmd_import_runs(args) -> int:
-    from srlib.tracking import import_runs
+    import yaml
 
-    counts = import_runs(args.run_dirs, args.uri, args.experiment)
+    from srlib.tracking_import import import_runs
+
+    bench = yaml.safe_load(Path(args.benchmark).read_text()) if args.benchmark else {}
+    experiment = args.experiment or (bench.get("tracking") or {}).get("experiment") or bench.get("name")
+    if not experiment:
+        raise ValueError("give --experiment, or --benchmark naming the benchmark file")
+    counts = import_runs(args.run_dirs, args.uri, experiment, benchmark=bench.get("name"),
+                         description=bench.get("description"), attach=args.attach or ())
     print(counts)
     return 0
 
@@ -157,12 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--uri", required=True)
     init.add_argument("--experiment", required=True)
     init.add_argument("--marker", help="file to write once the experiment exists (for workflows)")
+    init.add_argument("--benchmark", help="benchmark name: also create its parent run")
+    init.add_argument("--description", help="the experiment's description (the benchmark's)")
     init.set_defaults(func=cmd_init_tracking)
 
     imp = sub.add_parser("import-runs", help="log finished runs' metrics.json into MLflow later")
     imp.add_argument("run_dirs", nargs="+")
     imp.add_argument("--uri", required=True)
-    imp.add_argument("--experiment", required=True)
+    imp.add_argument("--experiment", help="default: the benchmark's experiment")
+    imp.add_argument("--benchmark", help="benchmark YAML: name (tag, parent run), description, experiment")
+    imp.add_argument("--attach", nargs="+", help="files (tables, figures) to log to the benchmark's parent run")
     imp.set_defaults(func=cmd_import_runs)
 
     tables = sub.add_parser("tables", help="ablation, cost, failure-mode and per-class tables from run directories")

@@ -83,7 +83,8 @@ DEFAULTS = {
         "channels_last": "auto",
     },
     "run": {"ckpt_every": 100, "log_every": 25, "val_every": 100, "val_images": 16, "cost_steps": 10, "pictures": 8},
-    "tracking": {"enabled": True, "uri": None, "experiment": "srbench"},
+    # run_name and tags are display-only (MLflow run name, cell tags); the sweep writes them
+    "tracking": {"enabled": True, "uri": None, "experiment": "srbench", "run_name": None, "tags": {}},
 }
 
 # Parameters of the embedded generated dataset (``srlib generate-data``, ``srlib.data.synth.generate``).

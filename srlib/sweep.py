@@ -89,6 +89,16 @@ def sr_from_flags(loss: dict) -> str:
     return "+".join(t for t in SR_TERMS if loss.get(t)) or "baseline"
 
 
+def run_label(run: dict, varying=()) -> str:
+    """A run's short display name (MLflow run name): 'mea+srf+srl · s0', preceded by its values of the
+    other axes named in ``varying`` (those with several values in its benchmark): 'focal · baseline · s2'.
+
+    ``run``: {axis: value} with at least "sr" and "seed".
+    """
+    others = [str(run[axis]) for axis in AXES if axis in varying and axis not in ("sr", "seed")]
+    return " · ".join([*others, str(run["sr"]), f"s{run['seed']}"])
+
+
 def sr_rank(name: str) -> tuple:
     """Sort key: table order, unknown names last."""
     return (SR_ORDER.index(name) if name in SR_ORDER else len(SR_ORDER), name)
@@ -340,8 +350,16 @@ def fixed_config(sweep: dict, run: dict) -> dict:
         "data": data,
         "model": {"preset": run["preset"]},
         "loss": loss,
-        "tracking": dict(sweep["tracking"]),
+        "tracking": {**sweep["tracking"], **tracking_labels(sweep, run)},
     }
+
+
+def tracking_labels(sweep: dict, run: dict) -> dict:
+    """Display-only tracking keys of one run: ``run_name`` (``run_label`` over the axes that vary in the
+    sweep) and ``tags`` {benchmark, one per axis} (MLflow groups runs by these)."""
+    varying = [axis for axis in AXES if len(sweep["axes"][axis]) > 1]
+    return {"run_name": run_label(run, varying),
+            "tags": {"benchmark": sweep["name"], **{axis: str(run[axis]) for axis in AXES}}}
 
 
 def run_config(sweep: dict, run: dict, group: dict | None = None) -> dict:

@@ -2,11 +2,18 @@
 
 Tracking never stops training. If the store cannot be reached when a run opens, or fails later,
 the tracker warns once (logging and stderr, naming the URI and the error) and turns into a no-op;
-the run still writes its ``metrics.json``, which ``import_runs`` loads into MLflow afterwards.
+the run still writes its ``metrics.json``, which ``srlib.tracking_import`` loads into MLflow afterwards.
 
 Layout of the default store: ``<results dir>/mlflow.db`` (SQLite) with artifacts in
 ``<results dir>/mlruns/``. Creating a SQLite store and experiment is serialised across processes
 by a lock file ``mlflow.db.lock`` next to the database, so parallel jobs never race on a fresh store.
+MLflow records artifact locations as absolute paths: when a store is opened after its folder moved,
+``ensure_experiment`` points them at the ``mlruns/`` beside the database again and says so.
+
+A sweep's runs are named by their cell (``srlib.sweep.run_label``), tagged ``benchmark`` and one tag per
+axis, and are children of the benchmark's parent run (``sweep_run``), which holds the tables and figures.
+End-of-run scores are logged at step 0 in percent (``val/miou_pct``), cost numbers as ``cost/<key>``,
+constant facts (memory kind, FLOP input shape, batch) as tags ``cost.<key>``.
 """
 
 import contextlib
@@ -16,21 +23,32 @@ import json
 import logging
 import os
 import platform
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from srlib.config import flatten
-from srlib.results import CONFIG_HASH, STATUSES, read_record
+from srlib.results import CONFIG_HASH, MEMORY_KINDS, STATUSES
+from srlib.sweep import config_axes, run_label
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "mlruns"
+DESCRIPTION_TAG = "mlflow.note.content"  # an experiment's or run's description in the MLflow UI
+PARENT_TAG = "mlflow.parentRunId"
+SWEEP_TAG = "sweep_parent"  # tag of a benchmark's parent run: the benchmark name
+COST_FACTS = ("memory_kind", "flop_input_shape", "step_time_batch")  # constant per run: tags, not metrics
+# A saved view of the runs table (the UI's share link ``#/experiments/<id>/runs?viewStateShareKey=by-cell``):
+# grouped by SR cell (mean over its seeds), with the mIoU column. The format is that of MLflow 3's UI.
+CELL_VIEW = "by-cell"
+CELL_VIEW_STATE = {"groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "sr"}]},
+                   "selectedColumns": ["metrics.`val/miou_pct`", "tags.`sr`", "tags.`seed`"]}
 LOCK_TIMEOUT_S = 120
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 # While a run opens: one HTTP attempt with a short timeout, so a dead server costs seconds, not minutes.
@@ -98,31 +116,66 @@ def _fail_fast_http():
                 os.environ[name] = value
 
 
-def ensure_experiment(uri: str, name: str) -> str:
+def ensure_experiment(uri: str, name: str, description: str | None = None) -> str:
     """Create the store (SQLite: database file and tables) and the experiment if missing; return its id.
 
     Idempotent and safe to call from several processes at once. For a SQLite store the experiment's
-    artifacts go to ``mlruns/`` next to the database. Raises MlflowException / OSError when the store
-    cannot be reached, ValueError when the experiment exists but is deleted.
+    artifacts go to ``mlruns/`` next to the database, and artifact locations left behind by a moved
+    store are pointed there again (``relocate_artifacts``). ``description`` becomes the experiment's
+    description in the UI. Raises MlflowException / OSError when the store cannot be reached,
+    ValueError when the experiment exists but is deleted.
     """
     db = _sqlite_path(uri)
     with _store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(name)
+        if db is not None:
+            relocate_artifacts(db)
         if experiment is None:
             location = (db.parent / ARTIFACT_DIR).resolve().as_uri() if db else None
+            tags = {DESCRIPTION_TAG: description} if description else None
             try:
-                return client.create_experiment(name, artifact_location=location)
+                return client.create_experiment(name, artifact_location=location, tags=tags)
             except MlflowException as error:  # another process (on a server store) created it first
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 experiment = client.get_experiment_by_name(name)
+    if description and experiment.tags.get(DESCRIPTION_TAG) != description:
+        client.set_experiment_tag(experiment.experiment_id, DESCRIPTION_TAG, description)
     if experiment.lifecycle_stage == "deleted":
         raise ValueError(
             f"MLflow experiment {name!r} in {uri} is deleted; restore it "
             f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) or choose another name"
         )
     return experiment.experiment_id
+
+
+def relocate_artifacts(db: Path) -> list[tuple[str, str]]:
+    """Point the artifact locations of a SQLite store that was moved at the ``mlruns/`` beside it.
+
+    MLflow stores each experiment's and run's artifact location as an absolute ``file://`` URI, so after
+    ``results/`` moves the UI shows runs without artifacts and no error. Every experiment whose location
+    is a ``.../mlruns`` folder that no longer exists, beside no database of this name (the store is not
+    there any more), is rewritten (its runs' artifact URIs too), with a warning naming both paths.
+    Returns the (old, new) locations rewritten.
+    """
+    new = (db.parent / ARTIFACT_DIR).resolve().as_uri()
+    moved = []
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        for experiment_id, old in connection.execute("SELECT experiment_id, artifact_location FROM experiments"):
+            folder = Path(old.removeprefix("file://"))
+            if (old != new and old.startswith("file://") and folder.name == ARTIFACT_DIR and not folder.exists()
+                    and not (folder.parent / db.name).exists()):
+                moved.append((experiment_id, old))
+        for experiment_id, old in moved:
+            connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (new, experiment_id))
+            connection.execute(
+                "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE experiment_id = ? AND artifact_uri LIKE ?",
+                (new, len(old) + 1, experiment_id, f"{old}/%"),
+            )
+    for _, old in moved:
+        log.warning("MLflow store %s was moved: artifact location %s no longer exists; now %s", db, old, new)
+    return [(old, new) for _, old in moved]
 
 
 def flatten_params(config: dict) -> dict[str, str]:
@@ -147,20 +200,28 @@ def _metric_batch(metrics: dict, step: int, timestamp_ms: int | None = None) -> 
     return batch
 
 
-def _summary(record: dict) -> tuple[dict[str, float], dict[str, object]]:
-    """Split metrics.json's "metrics" and "cost" into scalar metrics and JSON artifacts.
+def _summary(record: dict) -> tuple[dict[str, float], dict[str, str], dict[str, object]]:
+    """Split a metrics.json record's "metrics" and "cost" into (metrics, tags, JSON artifacts).
 
-    Cost entries are named ``cost.<key>``; lists and dicts become ``metrics/<name>.json`` /
-    ``cost/<key>.json`` artifacts; None values are skipped.
+    Scores (fractions in the record) become percent, as in the tables: ``val/<name>_pct`` over the whole
+    evaluation split (per-class lists stay artifacts: the UI would draw a chart per class). Cost numbers become ``cost/<key>`` (units in the key: ``_s``, ``_mib``); ``COST_FACTS`` become tags
+    ``cost.<key>`` (the memory kind in words). Other lists and dicts become ``<section>/<name>.json``
+    artifacts; None values are skipped.
     """
-    scalars, artifacts = {}, {}
-    for section, prefix in (("metrics", ""), ("cost", "cost.")):
-        for name, value in (record.get(section) or {}).items():
-            if isinstance(value, (int, float)):
-                scalars[f"{prefix}{name}"] = float(value)
-            elif value is not None:
-                artifacts[f"{section}/{name}.json"] = value
-    return scalars, artifacts
+    scalars, tags, artifacts = {}, {}, {}
+    for name, value in (record.get("metrics") or {}).items():
+        if isinstance(value, (int, float)):
+            scalars[f"val/{name}_pct"] = 100.0 * value
+        elif value is not None:
+            artifacts[f"metrics/{name}.json"] = value
+    for name, value in (record.get("cost") or {}).items():
+        if name in COST_FACTS or isinstance(value, str):
+            tags[f"cost.{name}"] = MEMORY_KINDS.get(value, str(value)) if isinstance(value, str) else json.dumps(value)
+        elif isinstance(value, (int, float)):
+            scalars[f"cost/{name}"] = float(value)
+        elif value is not None:
+            artifacts[f"cost/{name}.json"] = value
+    return scalars, tags, artifacts
 
 
 def _warn_unreachable(uri: str, action: str, error: Exception) -> None:
@@ -215,11 +276,13 @@ class Tracker:
         self._call(f"logging {artifact_file}", "log_dict", data, artifact_file)
 
     def log_summary(self, record: dict, step: int = 0, timestamp_ms: int | None = None) -> None:
-        """Log a metrics.json record's "metrics" and "cost" as ``import_runs`` does: numbers as metrics
-        at ``step`` (cost as ``cost.<key>``), lists/dicts as JSON artifacts ``metrics/<name>.json``."""
-        scalars, artifacts = _summary(record)
+        """Log a metrics.json record's "metrics" and "cost" as ``import_runs`` does (``_summary``): metrics
+        at ``step`` (0: the UI draws one bar per run, not a dot at the last iteration), tags, JSON artifacts."""
+        scalars, tags, artifacts = _summary(record)
         if scalars:
             self.log_metrics(scalars, step, timestamp_ms)
+        if tags:
+            self._call("logging cost tags", "log_batch", tags=[RunTag(key, value) for key, value in tags.items()])
         for artifact_file, value in artifacts.items():
             self.log_dict(value, artifact_file)
 
@@ -238,12 +301,55 @@ class Tracker:
         return False
 
 
+def run_display(cfg: dict) -> tuple[str, dict[str, str]]:
+    """A run config's MLflow run name and cell tags: ``tracking.run_name`` and ``tracking.tags`` as the sweep
+    wrote them, else the SR cell and seed ('mea+srf · s0') and the axis values its config implies."""
+    tracking = cfg.get("tracking") or {}
+    axes = config_axes(cfg)
+    tags = {**{axis: str(value) for axis, value in axes.items()}, **(tracking.get("tags") or {})}
+    return tracking.get("run_name") or run_label(axes), tags
+
+
+def sweep_run(client: MlflowClient, experiment_id: str, benchmark: str) -> str:
+    """Id of the benchmark's parent run in the experiment (tag ``SWEEP_TAG``), created FINISHED if missing.
+
+    The sweep's runs are its children (``PARENT_TAG``) and its tables and figures its artifacts. Call it
+    under ``_store_lock`` so that parallel jobs on a SQLite store create one.
+    """
+    found = client.search_runs([experiment_id], filter_string=f"tags.{SWEEP_TAG} = '{benchmark}'",
+                               max_results=1, order_by=["attributes.start_time ASC"])
+    if found:
+        return found[0].info.run_id
+    run_id = client.create_run(experiment_id, run_name=f"{benchmark} · sweep", tags={SWEEP_TAG: benchmark}).info.run_id
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def open_sweep(uri: str, experiment: str, benchmark: str, description: str | None = None, files=()) -> str:
+    """The benchmark's parent run (``sweep_run``), created if missing, with ``files`` (tables, figures) logged
+    as its artifacts; return its id. ``description`` (the benchmark's) describes the experiment and the
+    parent run in the UI; the experiment gets the saved view ``CELL_VIEW``. Raises MlflowException /
+    OSError when the store cannot be reached.
+    """
+    experiment_id = ensure_experiment(uri, experiment, description)
+    client = MlflowClient(tracking_uri=uri)
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{CELL_VIEW}", json.dumps(CELL_VIEW_STATE))
+    with _store_lock(uri):
+        run_id = sweep_run(client, experiment_id, benchmark)
+    if description:
+        client.set_tag(run_id, DESCRIPTION_TAG, description)
+    for path in files:
+        client.log_artifact(run_id, str(path))
+    return run_id
+
+
 def open_run(
     uri: str, experiment: str, run_name: str, params: dict, tags: dict, run_id: str | None = None
 ) -> Tracker:
     """Start (or, given the ``run_id`` of a run in this store, resume) an MLflow run.
 
     ``params`` is the nested resolved config, logged with dotted keys; ``tags`` values are stringified.
+    With a ``benchmark`` tag the run becomes a child of that benchmark's parent run (``sweep_run``).
     Never raises for tracking problems: an unreachable store gives a warned no-op Tracker.
     """
     flat = flatten_params(params)
@@ -257,6 +363,9 @@ def open_run(
                 client.set_tag(run_id, "resumed", "true")
             else:
                 tag_values = {key: str(value) for key, value in tags.items()}
+                if "benchmark" in tags:
+                    with _store_lock(uri):
+                        tag_values[PARENT_TAG] = sweep_run(client, experiment_id, tags["benchmark"])
                 run_id = client.create_run(experiment_id, run_name=run_name, tags=tag_values).info.run_id
                 client.log_batch(run_id, params=[Param(key, value) for key, value in flat.items()])
     except Exception as error:  # noqa: BLE001 -- training must go on without the store
@@ -329,74 +438,3 @@ def run_tags(config_hash: str, device: str, threads: int) -> dict[str, str]:
         tags[f"{package}_version"] = _version(package)
     return tags
 
-
-def _logged_runs(client: MlflowClient, experiment_id: str) -> set[tuple[str, str]]:
-    """(config hash, status) of every run in the experiment that has a config hash tag."""
-    logged, token = set(), None
-    while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        logged |= {
-            (run.data.tags[CONFIG_HASH], run.info.status) for run in page if CONFIG_HASH in run.data.tags
-        }
-        token = page.token
-        if not token:
-            return logged
-
-
-def _import_run(client: MlflowClient, experiment_id: str, run_dir: Path, record: dict) -> None:
-    """Create one FINISHED (or the record's status) run from a metrics.json record; raises on failure."""
-    path = run_dir / "metrics.json"
-    ended = int(path.stat().st_mtime * 1000)
-    tags = {key: str(value) for key, value in (record.get("tags") or {}).items()}
-    tags |= {CONFIG_HASH: record[CONFIG_HASH], "imported_from": str(run_dir.resolve())}
-    run_id = client.create_run(experiment_id, start_time=ended, tags=tags, run_name=run_dir.name).info.run_id
-    params = [Param(key, value) for key, value in flatten_params(record.get("config") or {}).items()]
-    scalars, artifacts = _summary(record)
-    client.log_batch(run_id, metrics=_metric_batch(scalars, 0), params=params)
-    for artifact_file, value in artifacts.items():
-        client.log_dict(run_id, value, artifact_file)
-    for artifact in (path, run_dir / "config.yaml"):
-        if artifact.is_file():
-            client.log_artifact(run_id, str(artifact))
-    client.set_terminated(run_id, status=record.get("status", "FINISHED"), end_time=ended)
-
-
-def import_runs(run_dirs, uri: str, experiment: str) -> dict[str, int]:
-    """Import finished runs' ``metrics.json`` into MLflow (for runs whose store was unreachable).
-
-    Each run directory holds a ``metrics.json`` record (``srlib.results``; it needs "config_hash", and
-    "config" or a ``config.yaml`` next to it). The config becomes params, numbers metrics at step 0 (see
-    ``Tracker.log_summary``), lists/dicts JSON artifacts, and metrics.json / config.yaml artifacts.
-    A run whose config hash already has a run with the same status in the experiment (imported, or
-    tracked live to the end) is skipped, so importing twice adds nothing. An import interrupted
-    half-way leaves a RUNNING run, which does not count: the next import adds a complete one.
-
-    Returns {"imported": n, "skipped": n, "missing": n} (missing = directory without metrics.json,
-    e.g. a run still training or failed). Raises FileNotFoundError for a directory that does not exist
-    and ValueError for a malformed metrics.json, before importing anything.
-    """
-    run_dirs = [Path(run_dir) for run_dir in run_dirs]
-    records = []
-    for run_dir in run_dirs:
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"run directory {run_dir} does not exist")
-        record = read_record(run_dir)
-        if record is not None and not record.get(CONFIG_HASH):
-            raise ValueError(f"{run_dir / 'metrics.json'} has no {CONFIG_HASH!r}")
-        records.append(record)
-    experiment_id = ensure_experiment(uri, experiment)
-    client = MlflowClient(tracking_uri=uri)
-    logged = _logged_runs(client, experiment_id)
-    counts = {"imported": 0, "skipped": 0, "missing": 0}
-    for run_dir, record in zip(run_dirs, records):
-        if record is None:
-            counts["missing"] += 1
-            continue
-        key = (record[CONFIG_HASH], record.get("status", "FINISHED"))
-        if key in logged:
-            counts["skipped"] += 1
-            continue
-        _import_run(client, experiment_id, run_dir, record)
-        logged.add(key)
-        counts["imported"] += 1
-    return counts

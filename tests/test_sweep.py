@@ -87,7 +87,9 @@ def test_run_config_is_base_dataset_overrides_then_axes():
     assert cfg["loss"] == {"pixel": "focal", "center": True, "mea": True, "srf": False, "srl": True}
     assert (cfg["seed"], cfg["threads"], cfg["model"]["preset"]) == (1, 2, "p2")
     assert cfg["data"]["root"] == sw["datasets"]["generated"]["root"]
-    assert cfg["tracking"] == {"enabled": True, "uri": cfg["tracking"]["uri"], "experiment": "unit"}
+    assert cfg["tracking"] == {  # display-only: the run's MLflow name (axes that vary in front) and cell tags
+        "enabled": True, "uri": cfg["tracking"]["uri"], "experiment": "unit", "run_name": "p2 · focal+center · mea+srl · s1",
+        "tags": {"benchmark": "unit", **run}}
     other = sweep.run_config(sw, {**run, "preset": "p1"})
     assert "lr" not in other["optim"]  # the override matches p2 only
     cell = {"dataset": "generated", "preset": "p1", "pixel": "focal+center", "exit": "official", "sr": "mea+srl"}

@@ -14,8 +14,9 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from srlib import tracking
-from srlib.config import TRACKING_DB_NAME, tracking_uri
+from srlib import sweep, tracking
+from srlib.config import DEFAULTS, TRACKING_DB_NAME, merge, tracking_uri
+from srlib.tracking_import import import_runs
 
 
 @pytest.fixture(scope="session")
@@ -202,8 +203,8 @@ def test_import_runs_imports_finished_runs_once(uri, tmp_path):
     (tmp_path / "runs" / "still-training").mkdir()
     dirs = sorted((tmp_path / "runs").iterdir())
 
-    assert tracking.import_runs(dirs, uri, "bench") == {"imported": 2, "skipped": 0, "missing": 1}
-    assert tracking.import_runs(dirs, uri, "bench") == {"imported": 0, "skipped": 2, "missing": 1}
+    assert import_runs(dirs, uri, "bench") == {"imported": 2, "skipped": 0, "missing": 1}
+    assert import_runs(dirs, uri, "bench") == {"imported": 0, "skipped": 2, "missing": 1}
 
     runs = {r.data.tags["config_hash"]: r for r in runs_of(uri, "bench")}
     assert sorted(runs) == ["hash-a", "hash-b"]
@@ -211,7 +212,7 @@ def test_import_runs_imports_finished_runs_once(uri, tmp_path):
     for run in runs.values():
         assert run.info.status == "FINISHED"
         assert run.data.params == {"train.lr": "0.01", "train.iters": "20", "sr.mea": "True"}
-        assert run.data.metrics == {"miou": 0.5, "cost.params_inference": 1000, "cost.flops_inference": 2e6}
+        assert run.data.metrics == {"val/miou_pct": 50.0, "cost/params_inference": 1000, "cost/flops_inference": 2e6}
         assert run.data.tags["device"] == "cpu"
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"metrics.json", "metrics"} <= artifacts
@@ -221,16 +222,114 @@ def test_import_runs_imports_finished_runs_once(uri, tmp_path):
 def test_import_skips_a_run_tracked_live(uri, tmp_path):
     write_run(tmp_path / "a", "hash-a", config_in_json=True)
     tracking.open_run(uri, "bench", "a", {}, {"config_hash": "hash-a"}).finish()
-    assert tracking.import_runs([tmp_path / "a"], uri, "bench")["skipped"] == 1
+    assert import_runs([tmp_path / "a"], uri, "bench")["skipped"] == 1
 
 
 def test_import_runs_rejects_a_missing_directory(uri, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
-        tracking.import_runs([tmp_path / "nope"], uri, "bench")
+        import_runs([tmp_path / "nope"], uri, "bench")
 
 
 def test_import_runs_rejects_metrics_json_without_config_hash(uri, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "metrics.json").write_text(json.dumps({"metrics": {"miou": 0.5}}))
     with pytest.raises(ValueError, match="metrics.json has no 'config_hash'"):
-        tracking.import_runs([tmp_path / "a"], uri, "bench")
+        import_runs([tmp_path / "a"], uri, "bench")
+
+
+SWEEP = {"name": "bench", "base": {}, "datasets": {"generated": {"name": "generated", "root": "data", "label_dir": None,
+                                                                 "config": {}}},
+         "axes": {"dataset": ["generated"], "preset": ["tiny"], "pixel": ["ce", "focal"], "sr": ["baseline", "mea+srf"],
+                  "seed": ["0", "1"]},
+         "overrides": [], "resources": {"train": {"threads": 1}}, "tracking": {"enabled": True, "uri": None,
+                                                                                "experiment": "bench"}}
+
+
+def sweep_config(**run) -> dict:
+    """A sweep run's resolved config (``srlib.sweep.run_config`` over the defaults)."""
+    return merge(DEFAULTS, sweep.run_config(SWEEP, {"dataset": "generated", "preset": "tiny", **run}))
+
+
+def record_of(cfg: dict, config_hash: str) -> dict:
+    return {"status": "FINISHED", "config_hash": config_hash, "config": cfg, "classes": ["background", "cat"],
+            "metrics": {"miou": 0.4, "iou_per_class": [0.7, 0.1]},
+            "cost": {"step_time_s": 0.2, "memory_kind": "cpu_peak_rss", "flop_input_shape": [1, 3, 32, 32]},
+            "train": {"finished_at_ms": 1_700_000_100_000}}
+
+
+def test_sweep_runs_are_named_by_cell_tagged_and_children_of_the_benchmark_run(uri):
+    tracking.ensure_experiment(uri, "bench", "A sweep for the test.")
+    for pixel, sr, seed in (("ce", "baseline", "0"), ("focal", "mea+srf", "1")):
+        cfg = sweep_config(pixel=pixel, sr=sr, seed=seed)
+        name, cell = tracking.run_display(cfg)
+        with tracking.open_run(uri, "bench", name, cfg, {"config_hash": f"{pixel}-{sr}-{seed}", **cell}) as tracker:
+            tracker.log_summary(record_of(cfg, "x"))
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("bench")
+    assert experiment.tags["mlflow.note.content"] == "A sweep for the test."
+    runs = {r.info.run_name: r for r in runs_of(uri, "bench")}
+    assert sorted(runs) == ["bench · sweep", "ce · baseline · s0", "focal · mea+srf · s1"]  # pixel varies, preset not
+    parent, child = runs["bench · sweep"], runs["focal · mea+srf · s1"]
+    assert {k: child.data.tags[k] for k in ("benchmark", "dataset", "preset", "pixel", "sr", "seed")} == {
+        "benchmark": "bench", "dataset": "generated", "preset": "tiny", "pixel": "focal", "sr": "mea+srf", "seed": "1"}
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert runs["ce · baseline · s0"].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    # End-of-run scores at step 0 (one bar per run), in percent like the tables; constant facts as tags.
+    assert [(m.step, m.value) for m in client.get_metric_history(child.info.run_id, "val/miou_pct")] == [(0, 40.0)]
+    assert child.data.metrics["cost/step_time_s"] == 0.2
+    assert child.data.tags["cost.memory_kind"] == "peak resident memory of the training process (CPU)"
+    assert child.data.tags["cost.flop_input_shape"] == "[1, 3, 32, 32]"
+
+
+def test_an_imported_run_looks_like_the_live_run(uri, tmp_path):
+    cfg = sweep_config(pixel="focal", sr="mea+srf", seed="1")
+    run_dir = tmp_path / "runs" / "pixel~focal" / "sr~mea+srf" / "seed~1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(json.dumps(record_of(cfg, "h1")))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run_dir / "train.log").write_text("iter 1/2\n")
+    points = [{"step": 1, "time_ms": 1_700_000_000_000, "metrics": {"loss/total": 2.0, "lr": 0.01}},
+              {"step": 2, "time_ms": 1_700_000_001_000, "metrics": {"loss/total": 1.5, "lr": 0.005}}]
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+    (tmp_path / "table.html").write_text("<p>ablation</p>")
+
+    counts = import_runs([run_dir], uri, "bench", benchmark="bench", description="Imported.",
+                         attach=[tmp_path / "table.html"])
+    assert counts == {"imported": 1, "skipped": 0, "missing": 0}
+    client = MlflowClient(tracking_uri=uri)
+    runs = {r.info.run_name: r for r in runs_of(uri, "bench")}
+    run, parent = runs["focal · mea+srf · s1"], runs["bench · sweep"]
+    assert (run.data.tags["sr"], run.data.tags["benchmark"]) == ("mea+srf", "bench")
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    history = client.get_metric_history(run.info.run_id, "loss/total")
+    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 2.0, 1_700_000_000_000), (2, 1.5, 1_700_000_001_000)]
+    assert run.data.metrics["val/miou_pct"] == 40.0
+    assert {"config.yaml", "train.log", "metrics.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["table.html"]
+    assert client.get_experiment_by_name("bench").tags["mlflow.note.content"] == "Imported."
+
+
+def test_records_without_run_names_are_named_by_the_axes_that_vary(uri, tmp_path):
+    dirs = []
+    for sr in ("baseline", "mea"):
+        cfg = sweep_config(pixel="ce", sr=sr, seed="0")
+        del cfg["tracking"]["run_name"], cfg["tracking"]["tags"]  # a record written before runs were named
+        run_dir = tmp_path / "dataset~generated" / "preset~tiny" / "pixel~ce" / f"sr~{sr}" / "seed~0"
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text(json.dumps(record_of(cfg, sr)))
+        dirs.append(run_dir)
+    import_runs(dirs, uri, "bench", benchmark="bench")
+    assert sorted(r.info.run_name for r in runs_of(uri, "bench")) == ["baseline · s0", "bench · sweep", "mea · s0"]
+
+
+def test_a_moved_store_finds_its_artifacts_again(tmp_path, caplog):
+    uri = tracking_uri(None, tmp_path / "old" / "results")
+    with tracking.open_run(uri, "bench", "a", {}, {}) as tracker:
+        tracker.log_dict({"miou": 0.5}, "summary.json")
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    moved = tracking_uri(None, tmp_path / "new" / "results")
+    tracking.ensure_experiment(moved, "bench")
+    assert "was moved" in caplog.text and str(tmp_path / "new" / "results" / "mlruns") in caplog.text
+    client = MlflowClient(tracking_uri=moved)
+    (run,) = runs_of(moved, "bench")
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["summary.json"]

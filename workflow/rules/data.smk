@@ -2,7 +2,8 @@
 
 
 rule init_tracking:
-    """Create the MLflow store and experiment once, before any training job (parallel runs must not race)."""
+    """Create the MLflow store, the experiment (described) and the benchmark's parent run once, before any
+    training job (parallel runs must not race)."""
     output:
         f"{BENCH_DIR}/mlflow_experiment.txt",
     log:
@@ -10,10 +11,12 @@ rule init_tracking:
     params:
         uri=TRACKING["uri"],
         experiment=TRACKING["experiment"],
+        benchmark=SWEEP["name"],
+        description=config.get("description") or "",
     localrule: True
     shell:
         "{PYTHON:q} -m srlib init-tracking --uri {params.uri:q} --experiment {params.experiment:q} "
-        "--marker {output:q} > {log:q} 2>&1"
+        "--benchmark {params.benchmark:q} --description {params.description:q} --marker {output:q} > {log:q} 2>&1"
 
 
 rule generate_data:
