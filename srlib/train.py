@@ -297,7 +297,8 @@ class Run:
             point, last = {}, self.iteration == iters
             if self.iteration % run_cfg["log_every"] == 0 or last:
                 self.last_terms = {name: value.item() for name, value in terms.items()}
-                point = {**{f"loss/{k}": v for k, v in self.last_terms.items()}, "lr": self.scheduler.get_last_lr()[0]}
+                point = {**{f"loss_unweighted/{k}": v for k, v in self.last_terms.items() if k != "total"},
+                         "loss_weighted/total": self.last_terms["total"], "lr": self.scheduler.get_last_lr()[0]}
                 progress(self.iteration, self.last_terms)
             if run_cfg["val_every"] and (self.iteration % run_cfg["val_every"] == 0 or last):
                 point["val_subset/miou_pct"] = self.validate_subset()

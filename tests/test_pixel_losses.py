@@ -246,7 +246,7 @@ def test_run_loss_adds_the_center_loss_to_any_pixel_loss_and_keeps_its_centres()
     out = {"seg": [torch.randn(2, 3, 4, 4)], "head_feats": torch.randn(2, 5, 4, 4)}
     target = torch.randint(0, 3, (2, 8, 8))
     terms = loss(out, target)
-    assert set(terms) == {"seg", "center", "total"}
+    assert set(terms) == {"seg", "seg_head", "center", "total"}
     torch.testing.assert_close(terms["total"], terms["seg"] + 0.5 * terms["center"])
     resumed = RunLoss(cfg, info)
     resumed.load_state_dict(loss.state_dict(), "cpu")

@@ -47,7 +47,7 @@ def test_run_writes_metrics_and_is_a_no_op_when_rerun(config, tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.params["optim.iters"] == str(ITERS)
     assert run.data.tags["config_hash"] == result["config_hash"]
-    assert len(client.get_metric_history(run.info.run_id, "loss/total")) == ITERS // 2
+    assert len(client.get_metric_history(run.info.run_id, "loss_weighted/total")) == ITERS // 2
 
 
 def test_rerun_of_a_finished_run_imports_neither_torch_nor_mlflow(config, tmp_path):
@@ -141,5 +141,5 @@ def test_a_pixel_loss_registered_at_run_time_validates_and_trains_a_step(data_ro
     run = Run(resolve_config(cfg), out_dir=None)
     assert run.loss.needs == {"exits": True, "classify": True, "feature_proj": False}
     terms = run.timed_step(next(iter(run.loader())))
-    assert set(terms) == {"seg", "cls", "srf", "total"} and bool(terms["total"].isfinite())
+    assert set(terms) == {"seg", "seg_head", "cls", "srf", "total"} and bool(terms["total"].isfinite())
 

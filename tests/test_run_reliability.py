@@ -55,7 +55,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result_and_logs_each_step_onc
     assert resumed["cost"]["step_time_s"] is not None and resumed["cost"]["peak_memory_mib"] > 0
     (run,) = mlflow_runs(tmp_path)
     assert run.info.status == "FINISHED"
-    assert steps(tmp_path, run, "loss/total") == list(range(2, ITERS + 1, 2))  # each logged step once
+    assert steps(tmp_path, run, "loss_weighted/total") == list(range(2, ITERS + 1, 2))  # each logged step once
     history = [json.loads(line)["step"] for line in (out / "history.jsonl").read_text().splitlines()]
     assert history == list(range(2, ITERS + 1, 2))
 
@@ -75,7 +75,7 @@ def test_a_run_killed_after_its_record_is_completed_by_the_rerun_not_retrained(c
     (run,) = mlflow_runs(tmp_path)  # one MLflow run, finished, each point once
     assert run.info.status == "FINISHED"
     assert steps(tmp_path, run, "val/miou_pct") == [0]
-    assert steps(tmp_path, run, "loss/total") == list(range(2, ITERS + 1, 2))
+    assert steps(tmp_path, run, "loss_weighted/total") == list(range(2, ITERS + 1, 2))
 
 
 def test_a_second_process_on_a_busy_run_directory_is_refused_naming_the_holder(config, tmp_path):

@@ -52,7 +52,7 @@ def test_baseline_is_ignore_aware_ce_of_head_only_and_same_in_every_variant(vari
     head = pixels((0, LN3), (0, LN3), (7, -7))  # pixel 3 is void: ignored
     shallow = pixels((9, 0), (-9, 0), (0, 0))  # exits below N play no part in the baseline
     terms = loss({"seg": [shallow, head], "cls": [], "feats": []}, target, variant)
-    assert set(terms) == {"seg", "total"}
+    assert set(terms) == {"seg", "seg_head", "total"}
     expected = (LN4 + LN43) / 2  # CE(label 0) = ln(1 + 3), CE(label 1) = ln(1 + 1/3)
     assert close(terms["seg"], expected) and close(terms["total"], expected)  # weight 1.0, not w_seg
 
@@ -177,7 +177,7 @@ def test_total_weights_every_active_term():
     weights = dict(w_seg=0.3, w_cls=0.7, w_srf=2.0, w_srl=0.25)
     t = loss(out, target, "paper", 3, mea=True, srf=True, srl=True, **weights)
     expected = 0.3 * t["seg"] + 0.7 * t["cls"] + 2.0 * t["srf"] + 0.25 * t["srl"]
-    assert set(t) == {"seg", "cls", "srf", "srl", "total"} and close(t["total"], expected.item())
+    assert set(t) == {"seg", "seg_head", "cls", "srf", "srl", "total"} and close(t["total"], expected.item())
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -336,7 +336,7 @@ def test_every_combination_and_variant_trains_a_real_timm_backbone():
         model.zero_grad()
         terms = loss(model(images), target, variant, 3, mea=mea, srf=srf, srl=srl)
         active = {name for name, on in [("cls", mea), ("srf", srf), ("srl", srl)] if on}
-        assert set(terms) == {"seg", "total"} | active
+        assert set(terms) == {"seg", "seg_head", "total"} | active
         assert torch.isfinite(terms["total"]), (mea, srf, srl, variant)
         terms["total"].backward()
         assert stem.grad is not None and torch.isfinite(stem.grad).all() and stem.grad.abs().sum() > 0

@@ -207,7 +207,9 @@ def self_regulation_loss(
     pixel_loss(logits B x C x H x W, target) -> scalar; default CE ignoring ``ignore_index``.
     has_background: class 0 is a background class. ``official`` counts void pixels as background in the
     presence labels only then; on datasets without one (Cityscapes: class 0 = road) void is skipped.
-    Returns the unweighted active terms among "seg", "cls", "srf", "srl" (scalars) and "total".
+    Returns the unweighted active terms among "seg", "cls", "srf", "srl" (scalars), their weighted "total",
+    and "seg_head": the head's own pixel loss (with MEA "seg" sums it over every exit; a term for logging,
+    not added again to the total).
     """
     check_loss_args(
         variant=variant, num_classes=num_classes, tau=tau, ignore_index=ignore_index,
@@ -237,7 +239,8 @@ def self_regulation_loss(
             target, num_classes, void_as_background=variant == "official" and has_background,
             ignore_index=ignore_index,
         )
-        terms["seg"] = sum(gt_loss(i) for i in range(len(logits)))
+        per_exit = [gt_loss(i) for i in range(len(logits))]
+        terms["seg"] = sum(per_exit)
         terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)
     else:
         terms["seg"] = gt_loss(len(logits) - 1)
@@ -259,4 +262,5 @@ def self_regulation_loss(
 
     weights = {"seg": w_seg if mea else 1.0, "cls": w_cls, "srf": w_srf, "srl": w_srl}
     terms["total"] = sum(weights[name] * term for name, term in terms.items())
+    terms["seg_head"] = per_exit[-1] if mea else terms["seg"]  # comparable across runs with and without MEA
     return terms
