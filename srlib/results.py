@@ -54,6 +54,7 @@ HISTORY_FILE = "history.jsonl"
 RUN_ARTIFACTS = ("config.yaml", "metrics.json", "per_class_iou.csv", "pictures.png", "predictions.npz", "train.log")
 OUTCOME_FILE = "outcome.json"
 CONFIG_HASH = "config_hash"  # key in metrics.json and outcome.json; the MLflow tag of the same name
+DATA_FINGERPRINT = "data_fingerprint"  # key in metrics.json and checkpoints; the MLflow tag of the same name
 STATUSES = ("FINISHED", "FAILED", "KILLED")  # terminal statuses of a run (MLflow's)
 RUN_STATUSES = ("FINISHED", "FAILED", "MISSING")  # a run directory's status in tables
 FAILURE_METRICS = {
@@ -141,7 +142,7 @@ def run_record(*, cfg: dict, config_hash: str, data_fingerprint: str, axes: dict
     return {
         "status": "FINISHED",
         CONFIG_HASH: config_hash,
-        "data_fingerprint": data_fingerprint,
+        DATA_FINGERPRINT: data_fingerprint,
         "config": cfg,
         "axes": axes,
         "srlib_version": version,

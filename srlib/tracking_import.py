@@ -11,7 +11,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
 
-from srlib.results import CONFIG_HASH, RUN_ARTIFACTS, read_history, read_record
+from srlib.results import CONFIG_HASH, DATA_FINGERPRINT, RUN_ARTIFACTS, read_history, read_record
 from srlib.sweep import AXES, config_axes, run_axes, run_label
 from srlib.tracking import (
     MAX_METRICS_PER_BATCH, PARENT_TAG, _metric_batch, _store_lock, _summary, ensure_experiment, flatten_params,
@@ -19,13 +19,14 @@ from srlib.tracking import (
 )
 
 
-def _logged_runs(client: MlflowClient, experiment_id: str) -> set[tuple[str, str]]:
-    """(config hash, status) of every run in the experiment that has a config hash tag."""
+def _logged_runs(client: MlflowClient, experiment_id: str) -> set[tuple[str, str, str]]:
+    """(config hash, data fingerprint or "", status) of every run in the experiment that has a config hash tag."""
     logged, token = set(), None
     while True:
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
         logged |= {
-            (run.data.tags[CONFIG_HASH], run.info.status) for run in page if CONFIG_HASH in run.data.tags
+            (run.data.tags[CONFIG_HASH], run.data.tags.get(DATA_FINGERPRINT, ""), run.info.status)
+            for run in page if CONFIG_HASH in run.data.tags
         }
         token = page.token
         if not token:
@@ -61,6 +62,8 @@ def _import_run(client: MlflowClient, experiment_id: str, run_dir: Path, record:
     started = min((point["time_ms"] for point in history if point.get("time_ms")), default=ended - took_ms)
     tags = {**{key: str(value) for key, value in (record.get("tags") or {}).items()}, **tags,
             CONFIG_HASH: record[CONFIG_HASH], "imported_from": str(run_dir.resolve())}
+    if record.get(DATA_FINGERPRINT):
+        tags[DATA_FINGERPRINT] = record[DATA_FINGERPRINT]
     if parent:
         tags[PARENT_TAG] = parent
     run_id = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name).info.run_id
@@ -119,7 +122,7 @@ def import_runs(run_dirs, uri: str, experiment: str, *, benchmark: str | None = 
     parents = {}
     counts = {"imported": 0, "skipped": 0, "missing": len(run_dirs) - len(found)}
     for run_dir, record in found:
-        key = (record[CONFIG_HASH], record.get("status", "FINISHED"))
+        key = (record[CONFIG_HASH], record.get(DATA_FINGERPRINT, ""), record.get("status", "FINISHED"))
         if key in logged:
             counts["skipped"] += 1
             continue

@@ -35,7 +35,7 @@ from srlib.losses.self_regulation import check_labels
 from srlib.models import PRESETS, build_segmentor
 from srlib import rundir
 from srlib.data.check import check_items, fingerprint
-from srlib.results import (METRICS_FILE, RUN_ARTIFACTS, append_history, read_history, read_json, run_record,
+from srlib.results import (DATA_FINGERPRINT, METRICS_FILE, RUN_ARTIFACTS, append_history, read_history, read_json, run_record,
                            truncate_history, write_json_atomic)
 from srlib.rundir import kill_point, replace_durably
 from srlib.sweep import config_axes, run_axes
@@ -383,7 +383,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
         replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
         from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
 
-        tags = run_tags(run.hash, str(run.device), cfg["threads"])
+        tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), DATA_FINGERPRINT: run.data_fingerprint}
         tracker = open_tracker(cfg, out_dir, tags)
         if resumed:  # points sent before the kill are sent again with their own timestamps: MLflow keeps one
             tracker.log_history(read_history(out_dir))

@@ -219,6 +219,16 @@ def test_import_runs_imports_finished_runs_once(uri, tmp_path):
         assert "metrics/per_class_iou.json" in {a.path for a in client.list_artifacts(run.info.run_id, "metrics")}
 
 
+def test_import_tells_runs_of_one_config_on_different_data_apart(uri, tmp_path):
+    for name, data in (("voc", "0123456789abcdef"), ("voc-copy", "fedcba9876543210")):
+        write_run(tmp_path / name, "hash-a", config_in_json=True)
+        record = json.loads((tmp_path / name / "metrics.json").read_text())
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**record, "data_fingerprint": data}))
+    assert import_runs([tmp_path / "voc", tmp_path / "voc-copy"], uri, "bench")["imported"] == 2
+    assert import_runs([tmp_path / "voc", tmp_path / "voc-copy"], uri, "bench")["skipped"] == 2
+    assert {r.data.tags["data_fingerprint"] for r in runs_of(uri, "bench")} == {"0123456789abcdef", "fedcba9876543210"}
+
+
 def test_import_skips_a_run_tracked_live(uri, tmp_path):
     write_run(tmp_path / "a", "hash-a", config_in_json=True)
     tracking.open_run(uri, "bench", "a", {}, {"config_hash": "hash-a"}).finish()
