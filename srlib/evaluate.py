@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from srlib.data.transforms import denormalize
+from srlib.figures import picture_grid
 from srlib.inference import predict_logits
 from srlib.metrics import SegmentationMetrics
-from srlib.palette import color_table
+from srlib.sweep import path_axes
 
 
 @torch.no_grad()
@@ -55,24 +55,9 @@ def same_size_batches(items: list[dict]) -> list[dict]:
             for group in groups.values()]
 
 
-def colorize(labels: np.ndarray, palette) -> np.ndarray:
-    """Class-index map H x W -> RGB uint8 H x W x 3; ignore (255) drawn white."""
-    return color_table(palette)[labels.clip(0, 255).astype(np.uint8)]
-
-
-def picture_grid(pictures: dict, palette) -> np.ndarray:
-    """Rows of [image | ground truth | prediction | errors (red = wrong, black = ignore)] as one RGB array."""
-    rows = []
-    for image, mask, pred in zip(pictures["images"], pictures["masks"], pictures["preds"]):
-        errors = np.zeros_like(image)
-        errors[(pred != mask) & (mask != 255)] = (255, 0, 0)
-        errors[(pred == mask)] = (255, 255, 255)
-        rows.append(np.concatenate([image, colorize(mask, palette), colorize(pred, palette), errors], axis=1))
-    return np.concatenate(rows, axis=0)
-
-
 def write_artifacts(out_dir: Path, metrics: dict, pictures: dict, info: dict) -> list[Path]:
-    """per_class_iou.csv, predictions.npz and pictures.png in ``out_dir``; returns their paths."""
+    """per_class_iou.csv, predictions.npz and pictures.png (``srlib.figures.picture_grid``: image, ground truth,
+    prediction with wrong pixels outlined, class key) in ``out_dir``; returns their paths."""
     per_class = out_dir / "per_class_iou.csv"
     with per_class.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -83,7 +68,9 @@ def write_artifacts(out_dir: Path, metrics: dict, pictures: dict, info: dict) ->
     if len(pictures["preds"]):
         npz = out_dir / "predictions.npz"
         np.savez_compressed(npz, **pictures)
-        png = out_dir / "pictures.png"
-        Image.fromarray(picture_grid(pictures, info["palette"])).save(png)
+        png = picture_grid(out_dir / "pictures.png", pictures["images"], pictures["masks"],
+                           [("prediction", pictures["preds"])], info["palette"], list(info["classes"]),
+                           f"{' · '.join(path_axes(out_dir).values()) or out_dir.name}: first {len(pictures['preds'])} "
+                           f"validation images (mIoU over the split {100 * (metrics['miou'] or 0):.1f} %)")
         paths += [npz, png]
     return paths

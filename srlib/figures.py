@@ -4,8 +4,10 @@ picture grid of baseline vs. SR predictions. matplotlib (Agg) is imported when a
 import math
 from pathlib import Path
 
+from srlib.claims import ALPHA
+from srlib.palette import IGNORE_INDEX, color_table, voc_colormap
 from srlib.results import METRIC_NAMES, groups, ordered_sr, score, status_note
-from srlib.stats import LEVEL, mean_ci
+from srlib.stats import LEVEL, mean_ci, paired_difference
 from srlib.sweep import FULL_SR, sr_label
 
 
@@ -18,48 +20,77 @@ def _pyplot():
     return plt
 
 
+def _significance(group, names: list[str], metric: str, level: float) -> dict[str, float]:
+    """p of the paired t-test of each SR combination against the baseline (NaN without one)."""
+    import math
+
+    base = group[group["sr"] == "baseline"]
+    if base.empty:
+        return {sr: math.nan for sr in names}
+    reference = {s: score(r, metric) for s, r in zip(base["seed"], base["result"])}
+    return {sr: paired_difference({s: score(r, metric) for s, r in zip(cells["seed"], cells["result"])},
+                                  reference, level)["p"]
+            for sr, cells in ((sr, group[group["sr"] == sr]) for sr in names)}
+
+
 def plot_ablation(frame, path: Path, metric: str = "miou", level: float = LEVEL) -> Path:
-    """Bars of mean ``metric`` per SR combination with t-interval whiskers; one panel per dataset x preset x loss."""
+    """Bars of mean ``metric`` (%) per SR combination with t-interval whiskers and the seeds as dots; n under
+    each bar, * over a combination whose paired t-test against the baseline gives p < ALPHA; the baseline's
+    mean as a dashed line. One panel per dataset x preset x pixel loss."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     plt = _pyplot()
     panels = list(groups(frame, ["dataset", "preset", "pixel"]))
     cols = min(3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.2 * rows + 0.6), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (key, group) in zip(axes.flat, panels):
         names = ordered_sr(group)
-        stats_ = [mean_ci([score(r, metric) for r in group[group["sr"] == sr]["result"]], level) for sr in names]
+        seeds = [[100 * v for v in (score(r, metric) for r in group[group["sr"] == sr]["result"])
+                  if v is not None and math.isfinite(v)] for sr in names]
+        stats_ = [mean_ci([v / 100 for v in values], level) for values in seeds]
         means = [100 * m for m, _, _ in stats_]
         halves = [0 if math.isnan(h) else 100 * h for _, h, _ in stats_]
         colors = ["0.6" if sr == "baseline" else "tab:blue" for sr in names]
-        ax.bar(range(len(names)), means, yerr=halves, capsize=4, color=colors)
+        ax.bar(range(len(names)), means, yerr=halves, capsize=4, color=colors, alpha=0.85)
+        for i, values in enumerate(seeds):
+            offsets = [0.18 * (j - (len(values) - 1) / 2) / max(1, len(values) - 1) for j in range(len(values))]
+            ax.scatter([i + o for o in offsets], values, s=12, color="black", zorder=3)
+        p_values = _significance(group, names, metric, level)
         for i, sr in enumerate(names):
             note = status_note(group[group["sr"] == sr])
             if note:
                 ax.annotate(note, (i, 0), xytext=(0, 4), textcoords="offset points", ha="center", rotation=90,
                             color="tab:red", fontsize=8)
+            if p_values[sr] < ALPHA:
+                top = max([means[i] + halves[i], *seeds[i]])
+                ax.annotate("*", (i, top), xytext=(0, 1), textcoords="offset points", ha="center", fontsize=13)
         if "baseline" in names and not math.isnan(means[names.index("baseline")]):
             ax.axhline(means[names.index("baseline")], color="0.3", linestyle="--", linewidth=1)
-        ax.set_xticks(range(len(names)), [sr_label(sr) for sr in names], rotation=35, ha="right", fontsize=8)
+        labels = [f"{sr_label(sr)}\nn={len(values)}" for sr, values in zip(names, seeds)]
+        ax.set_xticks(range(len(names)), labels, rotation=35, ha="right", fontsize=8)
         ax.set_ylabel(f"{METRIC_NAMES.get(metric, metric)} (%)")
-        finite = [m for m in means if not math.isnan(m)]
+        finite = [v for values in seeds for v in values] + [m + h for m, h in zip(means, halves) if not math.isnan(m)]
         if finite:
-            spread = max(finite) - min(finite) + max(halves + [1])
-            ax.set_ylim(max(0, min(finite) - 2 * spread), min(100, max(finite) + 1.5 * spread))
+            spread = max(finite) - min(finite) + 1
+            ax.set_ylim(max(0, min(finite) - 0.3 * spread), min(100, max(finite) + 0.2 * spread))
         ax.set_title(f"{key['dataset']} · {key['preset']} · {key['pixel']}", fontsize=9)
-    fig.suptitle(f"{METRIC_NAMES.get(metric, metric)}: mean ± {100 * level:.0f} % t-interval over seeds", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    handles = [Patch(color="0.6", label="baseline"), Patch(color="tab:blue", label="SR combination"),
+               Line2D([], [], color="black", marker="o", linestyle="", markersize=4, label="one seed"),
+               Line2D([], [], color="0.3", linestyle="--", label="baseline mean"),
+               Line2D([], [], color="none", marker="$*$", markersize=9, markeredgecolor="black",
+                      label=f"paired t-test vs baseline p < {ALPHA}")]
+    ncol = 3 if cols == 1 else len(handles)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.suptitle(f"{METRIC_NAMES.get(metric, metric)}: mean ± {100 * level:.0f} % t-interval over seeds "
+                 f"(n = finished seeds)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.22 * math.ceil(len(handles) / ncol) / fig.get_figheight(), 1, 1))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _palette(result: dict, num_classes: int):
-    """Colour table of a run: the palette its metrics.json records, else the PASCAL VOC colour map."""
-    from srlib.palette import color_table, voc_colormap
-
-    return color_table(result.get("palette") or voc_colormap(max(num_classes, 1)))
 
 
 def _prediction_pair(frame, treated_sr: str):
@@ -73,8 +104,52 @@ def _prediction_pair(frame, treated_sr: str):
     return None
 
 
+def picture_grid(path: Path, images, masks, predictions: list[tuple[str, object]], palette, classes, title: str,
+                 dpi: int = 100) -> Path:
+    """One column per image; rows: image, ground truth, then each prediction with its wrong pixels outlined in
+    yellow (ignore pixels white); a key of the colours of the classes shown. Landscape and about 1000 x 700
+    pixels for six images, to fit a screen (the Snakemake report shows it at its own size).
+
+    images uint8 K x H x W x 3; masks and each prediction int K x H x W (class ids, 255 = ignore);
+    predictions: [(row label, array)]; palette: RGB triplets per class id; classes: their names.
+    """
+    import numpy as np
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    table = color_table(palette)
+    count = len(images)
+    rows = [("image", list(images), None), ("ground truth", [table[m.clip(0, 255)] for m in masks], None)]
+    rows += [(label, [table[p.clip(0, 255)] for p in preds], [(p != m) & (m != IGNORE_INDEX) for p, m in zip(preds, masks)])
+             for label, preds in predictions]
+    width = max(1.5 * count + 1.4, 8.0)  # room for the title and the key with few images
+    fig, axes = plt.subplots(len(rows), count, figsize=(width, 1.5 * len(rows) + 1.1), squeeze=False)
+    for r, (label, panels, wrong) in enumerate(rows):
+        for c in range(count):
+            ax = axes[r, c]
+            ax.imshow(panels[c], interpolation="nearest")
+            if wrong is not None and wrong[c].any():  # outline the wrong pixels, whatever the palette's colours
+                ax.contour(np.kron(wrong[c], np.ones((4, 4))), levels=[0.5], colors="yellow", linewidths=0.7,
+                           extent=(-0.5, wrong[c].shape[1] - 0.5, wrong[c].shape[0] - 0.5, -0.5))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    shown = sorted({int(v) for a in [masks, *(p for _, p in predictions)] for v in np.unique(a) if v < len(classes)})
+    key = [Patch(facecolor=table[i] / 255, edgecolor="0.5", label=classes[i]) for i in shown]
+    key += [Patch(facecolor="white", edgecolor="0.5", label="ignore"),
+            Patch(facecolor="none", edgecolor="yellow", label="wrong pixels")]
+    fig.legend(handles=key, loc="lower center", ncol=min(len(key), 7), fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    key_rows = math.ceil(len(key) / 7)
+    fig.tight_layout(rect=(0, 0.25 * key_rows / fig.get_figheight(), 1, 1))
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_pictures(frame, path: Path, count: int = 6) -> Path:
-    """Grid: image | ground truth | baseline | +MEA+SR-F+SR-L on the same validation images, wrong pixels outlined."""
+    """The benchmark's picture grid (``picture_grid``): the same validation images under the baseline and
+    +MEA+SR-F+SR-L (or the last SR combination present), same seed."""
     import numpy as np
 
     plt = _pyplot()
@@ -95,29 +170,12 @@ def plot_pictures(frame, path: Path, count: int = 6) -> Path:
     images, masks = arrays[0]["images"], arrays[0]["masks"]
     same = all(np.array_equal(a["masks"], masks) for a in arrays[1:])
     count = min(count, len(images))
-    num_classes = len(runs[0]["result"].get("classes") or []) or int(masks[masks != 255].max(initial=0)) + 1
-    palette = _palette(runs[0]["result"], num_classes)
-    titles = ["image", "ground truth", *(f"{sr_label(r['sr'])} (mIoU {100 * score(r['result'], 'miou'):.1f})"
-                                         for r in runs)]
-    fig, axes = plt.subplots(count, 4, figsize=(8, 2 * count), squeeze=False)
-    for i in range(count):
-        panels = [(images[i], None), (palette[masks[i].clip(0, 255)], None)]
-        panels += [(palette[d["preds"][i].clip(0, 255)], (d["preds"][i] != masks[i]) & (masks[i] != 255))
-                   for d in arrays]
-        for j, (panel, wrong) in enumerate(panels):
-            ax = axes[i, j]
-            ax.imshow(panel, interpolation="nearest")
-            if wrong is not None and wrong.any():  # outline the wrong pixels, whatever the palette's colours
-                ax.contour(np.kron(wrong, np.ones((4, 4))), levels=[0.5], colors="yellow", linewidths=0.8,
-                           extent=(-0.5, wrong.shape[1] - 0.5, wrong.shape[0] - 0.5, -0.5))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(titles[j], fontsize=8)
+    classes = runs[0]["result"].get("classes") or []
+    num_classes = len(classes) or int(masks[masks != 255].max(initial=0)) + 1
+    classes = classes or [str(i) for i in range(num_classes)]
+    predictions = [(f"{sr_label(r['sr'])}\nmIoU {100 * score(r['result'], 'miou'):.1f} %", a["preds"][:count])
+                   for r, a in zip(runs, arrays)]
     note = "" if same else " — WARNING: the two runs kept different images"
-    fig.suptitle(f"{key['dataset']} · {key['preset']} · {key['pixel']} · seed {seed}; yellow outline = wrong "
-                 f"pixels, white = ignore{note}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    title = f"{key['dataset']} · {key['preset']} · {key['pixel']} · seed {seed}: first {count} validation images{note}"
+    return picture_grid(path, images[:count], masks[:count], predictions,
+                        runs[0]["result"].get("palette") or voc_colormap(num_classes), classes, title)

@@ -16,19 +16,30 @@ import yaml
 
 from srlib.claims import claims_sections
 from srlib.figures import plot_ablation, plot_pictures
-from srlib.results import METRIC_NAMES, FAILURE_METRICS, collect_runs, groups, ordered_sr, read_json, score, status_note
+from srlib.results import (
+    FAILURE_METRICS, MEMORY_KINDS, METRIC_NAMES, RUN_STATUSES, collect_runs, groups, ordered_sr, read_json, score, status_note,
+)
 from srlib.stats import LEVEL, mean_ci, paired_difference
 from srlib.sweep import COST_AXES, FULL_SR, SR_ORDER, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
+from srlib.tables_html import write_page
 
+CLIPPED = "an interval reaching past 0 or 100 % is shown clipped to them as (low–high)"
 
 
 # -- formatting -------------------------------------------------------------------------------------
 def _pct(mean: float, half: float, signed: bool = False) -> str:
+    """A fraction's mean and interval half width in percent: '38.0 ± 1.9'. An unsigned score's interval
+    that reaches past 0 or 100 % is shown clipped to them, as '(low–high)': '2.7 (0.0–13.3)'."""
     sign = "+" if signed else ""
     if math.isnan(mean):
         return "–"
     text = f"{100 * mean:{sign}.1f}"
-    return text + (f" ± {100 * half:.1f}" if not math.isnan(half) else " ± n/a")
+    if math.isnan(half):
+        return text + " ± n/a"
+    low, high = mean - half, mean + half
+    if not signed and (low < 0 or high > 1):
+        return f"{text} ({100 * max(low, 0.0):.1f}–{100 * min(high, 1.0):.1f})"
+    return text + f" ± {100 * half:.1f}"
 
 
 def _p(p: float) -> str:
@@ -44,11 +55,13 @@ def _cell(group, key: str, level: float) -> str:
 
 
 def _si(value, unit: str) -> str:
-    """1.5e9, "MAC" -> '1.5 GMAC'; mebibytes stay in MiB."""
+    """1.5e9, "MAC" -> '1.5 GMAC'; mebibytes stay in MiB, seconds have three decimals."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if unit == "MiB":
         return f"{value:.0f} MiB"
+    if unit == "s":
+        return f"{value:.3f} s"
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
             return f"{value / factor:.4g} {prefix}{unit}"
@@ -136,8 +149,10 @@ def ablation_sections(data: dict, metric: str = "miou") -> list[dict]:
                 row[f"{dataset}: Δ vs baseline"] = diff_text
             rows.append(row)
         caption = (
-            f"{METRIC_NAMES.get(metric, metric)} in %: mean ± half width of the {100 * level:.0f} % t-interval over seeds (n finished runs). "
-            f"Δ = paired difference to the baseline over the seeds where both finished, p = two-sided paired "
+            f"{METRIC_NAMES.get(metric, metric)} in %: mean ± half width of the {100 * level:.0f} % t-interval over seeds (n finished runs); "
+            f"{CLIPPED}. "
+            f"Δ = paired difference to the baseline over the seeds where both finished, in points, ± half width "
+            f"of the {100 * level:.0f} % t-interval of the per-seed differences, p = two-sided paired "
             f"t-test. FAILED k/n = k of n seeds failed (non-finite loss or crash); MISSING = not run yet. "
             + run_caption(group)
         )
@@ -163,7 +178,7 @@ def failure_sections(data: dict) -> list[dict]:
             rows.append(row)
         caption = (
             "Failure-1 (thin parts, small objects) and Failure-2 (hallucinated classes) scores in %, mean ± "
-            f"{100 * level:.0f} % t-interval over finished seeds. thin-part IoU = IoU on thin-part pixels "
+            f"{100 * level:.0f} % t-interval over finished seeds; {CLIPPED}. thin-part IoU = IoU on thin-part pixels "
             "(generated dataset's part mask); body IoU = foreground outside the parts; small-object IoU = IoU on "
             "ground-truth components below 1 % of the image; hallucinated-class rate = share of pixels predicted "
             "as a class absent from that image's ground truth (lower is better). – = not computable. "
@@ -281,7 +296,7 @@ def cost_sections(data: dict) -> list[dict]:
             f"{distinct('flop_input_shape')}. Test = the inference model (backbone + decoder head, what is deployed); "
             "train = with exits, classifiers and projections. Step time = median training step (forward, loss, "
             f"backward, update) after warm-up at batch {distinct('step_time_batch')}; peak memory: "
-            f"{distinct('memory_kind', 'kind')}. "
+            f"{', '.join(MEMORY_KINDS.get(kind, kind) for kind in distinct('memory_kind', 'kind').split(', '))}. "
             "(×r) = ratio to the baseline row. "
             + ("Measured inside the training runs (first seed), concurrently with other jobs."
                if from_runs else "Measured by the cost rule (`srlib cost`), one job per row.")
@@ -306,23 +321,27 @@ def write_markdown(path: Path, title: str, intro: str, sections: list[dict]) -> 
     return path
 
 
-def write_html(path: Path, title: str, documents: list[tuple[str, list[dict]]]) -> Path:
-    """All tables in one self-contained HTML page (for the Snakemake report)."""
-    from html import escape
+def status_sections(data: dict) -> list[dict]:
+    """One table of run counts per cell (rows: dataset x preset x pixel loss x SR combination) and, when
+    some failed, one of the failed runs with their errors."""
+    import pandas as pd
 
-    from tabulate import tabulate
-
-    body = [f"<h1>{escape(title)}</h1>"]
-    for heading, sections in documents:
-        body.append(f"<h2>{escape(heading)}</h2>")
-        for section in sections:
-            body += [f"<h3>{escape(section['title'])}</h3>", f"<p>{escape(section['caption'])}</p>",
-                     tabulate(section["frame"], headers="keys", tablefmt="html", showindex=False,
-                              disable_numparse=True)]
-    style = "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;font:13px sans-serif}"
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-                    f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
-    return path
+    frame = data["runs"]
+    rows = []
+    for key, group in groups(frame, ["dataset", "preset", "pixel"]):
+        for sr in ordered_sr(group):
+            cells = group[group["sr"] == sr]
+            rows.append({**key, "SR": sr_label(sr), "seeds": ", ".join(str(s) for s in sorted(cells["seed"])),
+                         **{status: str((cells["status"] == status).sum()) for status in RUN_STATUSES}})
+    sections = [{"title": "Runs per cell", "frame": pd.DataFrame(rows),
+                 "caption": "FINISHED = metrics.json written; FAILED = training stopped (non-finite loss); "
+                            "MISSING = not run yet, or killed."}]
+    failed = frame[frame["status"] == "FAILED"]
+    if len(failed):
+        sections.append({"title": "Failed runs", "caption": "The error each failed run recorded in its outcome.json.",
+                         "frame": pd.DataFrame({"run": [f"`{d}`" for d in failed["run_dir"]],
+                                                "error": list(failed["error"])})})
+    return sections
 
 
 # -- everything -------------------------------------------------------------------------------------
@@ -334,7 +353,21 @@ TABLES = {
     "per_class.md": ("Per-class IoU", per_class_sections),
     "claims.md": ("Claims of the paper", claims_sections),
 }
-TABLE_FILES = (*TABLES, "ablation.png", "pictures.png", "tables.html")  # what build_tables writes
+FIGURES = {  # file -> caption in the HTML pages
+    "ablation.png": "mIoU per SR combination: bars = mean over seeds, whiskers = 95 % t-interval, dots = seeds; "
+                    "n = finished seeds; * = paired t-test against the baseline p < 0.05; dashed line = baseline mean.",
+    "pictures.png": "The same validation images under the baseline and +MEA+SR-F+SR-L (same seed); wrong pixels "
+                    "outlined in yellow, ignored pixels white; class colours in the key.",
+}
+
+
+def page_name(table_file: str) -> str:
+    """Each table's HTML page (what the Snakemake report shows): 'ablation.md' -> 'ablation.html'."""
+    return table_file.removesuffix(".md") + ".html"
+
+
+# What build_tables writes: the markdown tables, their pages, the figures and tables.html (everything on one page)
+TABLE_FILES = (*TABLES, *map(page_name, TABLES), *FIGURES, "tables.html")
 
 
 def _benchmark_dict(benchmark) -> dict:
@@ -362,9 +395,9 @@ def build_tables(runs, out_dir, benchmark=None, *, cost_files=None, pictures: in
         raise ValueError(f"no run directories in {runs!r}")
     name = bench.get("name", out_dir.name)
     counts = frame["status"].value_counts()
-    intro = (f"Benchmark `{name}`. {bench.get('description', '')} Runs: {len(frame)} "
-             f"({', '.join(f'{counts[s]} {s}' for s in ('FINISHED', 'FAILED', 'MISSING') if s in counts)}).")
-    intro = intro.replace("  ", " ")
+    summary = (f"Benchmark `{name}`. {bench.get('description', '')} Runs: {len(frame)} "
+               f"({', '.join(f'{counts[s]} {s}' for s in RUN_STATUSES if s in counts)}).").replace("  ", " ")
+    intro = summary
     failed = frame[frame["status"] == "FAILED"]
     if len(failed):
         intro += "\n\nFailed runs:\n\n" + "\n".join(f"- `{d}`: {e}" for d, e in zip(failed["run_dir"], failed["error"]))
@@ -377,5 +410,10 @@ def build_tables(runs, out_dir, benchmark=None, *, cost_files=None, pictures: in
     written.append(plot_ablation(frame, out_dir / "ablation.png", level=level))
     count = pictures or bench.get("tables", {}).get("pictures", 6)
     written.append(plot_pictures(frame, out_dir / "pictures.png", count))
-    written.append(write_html(out_dir / "tables.html", f"SR-Bench: {name}", list(documents.values())))
+    for file, document in documents.items():
+        written.append(write_page(out_dir / page_name(file), f"{document[0]}: {name}", summary, [document]))
+    status = ("Run status", status_sections(data))
+    figures = [(out_dir / file, caption) for file, caption in FIGURES.items()]
+    written.append(write_page(out_dir / "tables.html", f"SR-Bench: {name}", summary,
+                              [status, *documents.values()], figures))
     return written

@@ -121,7 +121,7 @@ def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
     tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", cost_files=files)
     cost = (bench / "out" / "cost.md").read_text()
     assert "1.5 k (×1.500)" in cost and "600 MMAC (×1.200)" in cost and "1.2 GFLOP (×1.200)" in cost
-    assert "0.3 s (×1.500)" in cost and "150 MiB (×1.500)" in cost and "FLOPs = 2 × MACs" in cost
+    assert "0.300 s (×1.500)" in cost and "150 MiB (×1.500)" in cost and "FLOPs = 2 × MACs" in cost
 
 
 def test_finished_outcome_without_metrics_is_an_error_naming_the_file(bench):
@@ -148,8 +148,8 @@ def test_cost_tables_are_split_by_pixel_loss_with_their_own_baselines():
                record("lal", "baseline", 0.4), record("lal", "mea+srf+srl", 0.5)]
     sections = tables.cost_sections({"costs": records, "costs_from_runs": True})
     assert [s["title"] for s in sections] == ["gen · tiny · pixel loss ce", "gen · tiny · pixel loss lal"]
-    assert list(sections[0]["frame"]["step time"]) == ["0.1 s (×1.000)", "0.2 s (×2.000)"]
-    assert list(sections[1]["frame"]["step time"]) == ["0.4 s (×1.000)", "0.5 s (×1.250)"]
+    assert list(sections[0]["frame"]["step time"]) == ["0.100 s (×1.000)", "0.200 s (×2.000)"]
+    assert list(sections[1]["frame"]["step time"]) == ["0.400 s (×1.000)", "0.500 s (×1.250)"]
 
 
 def test_a_table_is_one_function_and_one_entry(bench, monkeypatch):
@@ -165,4 +165,24 @@ def test_a_table_is_one_function_and_one_entry(bench, monkeypatch):
     assert bench / "out" / "status.md" in written
     text = (bench / "out" / "status.md").read_text()
     assert text.startswith("# Status: syn") and "| FAILED   | 1      |" in text
-    assert "<h2>Status</h2>" in (bench / "out" / "tables.html").read_text()
+    assert "<h2 id='status'>Status</h2>" in (bench / "out" / "tables.html").read_text()
+    assert (bench / "out" / "status.html").exists()
+
+
+def test_tables_html_shows_description_status_and_both_figures(bench):
+    tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out",
+                        {"name": "syn", "description": "Synthetic check of the `tables` page."})
+    page = (bench / "out" / "tables.html").read_text()
+    assert "Synthetic check of the <code>tables</code> page." in page  # description, code spans rendered
+    assert "Runs per cell" in page and "Failed runs" in page and "NonFiniteLoss" in page
+    assert page.count("src='data:image/png;base64,") == 2  # ablation.png and pictures.png, embedded
+    assert "<td class='num'>73.3 ±" in page  # numbers right-aligned
+    for table in tables.TABLES:  # one page per table, for the Snakemake report
+        assert "Synthetic check" in (bench / "out" / tables.page_name(table)).read_text()
+
+
+def test_score_intervals_stay_within_0_and_100_percent():
+    assert tables._pct(0.027, 0.106) == "2.7 (0.0–13.3)"
+    assert tables._pct(0.99, 0.05) == "99.0 (94.0–100.0)"
+    assert tables._pct(0.38, 0.019) == "38.0 ± 1.9"
+    assert tables._pct(-0.276, 0.086, signed=True) == "-27.6 ± 8.6"  # differences are not clipped

@@ -1,10 +1,14 @@
 # The paper's tables and figures from every run's outcome.json / metrics.json and the cost files.
-# The outputs are srlib.tables.TABLE_FILES; each has a report caption workflow/report/<file>.rst
-# ("ablation.md" -> ablation.rst, "ablation.png" -> ablation_png.rst), else the generic table.rst.
+# The outputs are srlib.tables.TABLE_FILES. The report shows what a browser displays: each table's HTML page
+# (caption workflow/report/<table>.rst, "ablation.html" -> ablation.rst), tables.html and the figures
+# ("ablation.png" -> ablation_png.rst); the markdown files are for papers and diffs, not the report.
+# With tracking on, the files are also logged to the benchmark's parent MLflow run.
 
 
 def report_entry(name: str):
-    stem = name.removesuffix(".md").replace(".", "_")
+    if name.endswith(".md"):
+        return f"{BENCH_DIR}/{name}"
+    stem = name.removesuffix(".html").replace(".", "_")
     caption = stem if (Path(workflow.basedir) / "workflow" / "report" / f"{stem}.rst").exists() else "table"
     category = "Figures" if name.endswith(".png") else "Tables"
     return report(f"{BENCH_DIR}/{name}", caption=f"../report/{caption}.rst", category=category)
@@ -18,6 +22,8 @@ rule tables:
         [report_entry(name) for name in TABLE_FILES],
     log:
         f"{BENCH_DIR}/logs/tables.log",
+    params:
+        tracking=TRACKING,
     localrule: True
     script:
         "../scripts/tables.py"
