@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from srlib.config import DEFAULTS
+from srlib.losses.pixel_ops import class_argmax, nll_terms, resize_bilinear
 
 VARIANTS = ("official", "paper", "paper-features")
 IGNORE_INDEX = 255
@@ -167,19 +168,12 @@ def _valid_mean(values: Tensor, valid: Tensor) -> Tensor:
     return (values * valid).sum() / valid.sum().clamp_min(1)
 
 
-def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear (align_corners=False) resize of B x C x h x w to ``size``; no-op when equal."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 def _srf_features(feats: list[Tensor], target: Tensor, tau: float, ignore_index: int) -> Tensor:
     """paper-features SR-F: soft CE of f_2..f_N against f_1 at f_1's resolution, valid pixels."""
     size = feats[0].shape[-2:]
     label = F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0]
     valid = label != ignore_index
-    return sum(_valid_mean(soft_cross_entropy(_resize(f, size), feats[0], tau), valid) for f in feats[1:])
+    return sum(_valid_mean(soft_cross_entropy(resize_bilinear(f, size), feats[0], tau), valid) for f in feats[1:])
 
 
 def self_regulation_loss(
@@ -219,19 +213,21 @@ def self_regulation_loss(
     size = target.shape[-2:]
     seg, cls = out["seg"], [c.float() for c in out.get("cls") or []]
     needs_all = mea or (srf and variant != "paper-features")
-    logits = [_resize(z.float(), size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
-    # With the default CE, one log_softmax per exit serves both the ground-truth CE and official SR-F.
-    log_probs = {}
-
-    def nll(i: int, labels: Tensor, ignore: int, denominator) -> Tensor:
-        if i not in log_probs:
-            log_probs[i] = F.log_softmax(logits[i], dim=1)
-        return F.nll_loss(log_probs[i], labels, ignore_index=ignore, reduction="sum") / denominator
-
+    logits = [resize_bilinear(z.float(), size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
     n_valid = (target != ignore_index).sum().clamp_min(1)  # 0 loss, not NaN, when every pixel is ignore
-
-    def gt_loss(i: int) -> Tensor:
-        return pixel_loss(logits[i], target) if pixel_loss is not None else nll(i, target, ignore_index, n_valid)
+    # Official SR-F's pseudo-label: every pixel counts (no ignore value among class ids).
+    pseudo = class_argmax(logits[0].detach()) if srf and variant == "official" else None
+    supervised = range(len(logits)) if mea else range(len(logits) - 1, len(logits))
+    gt, distilled = {}, {}  # exit -> its ground-truth pixel loss; its official SR-F cross-entropy
+    for i in range(len(logits)):
+        # With the default CE, one log-softmax of an exit serves its ground-truth CE and its SR-F CE.
+        targets = [(target, ignore_index, n_valid)] if i in supervised and pixel_loss is None else []
+        targets += [(pseudo, -100, pseudo.numel())] if pseudo is not None and i > 0 else []
+        values = nll_terms(logits[i], targets) if targets else []
+        if i in supervised:
+            gt[i] = values.pop(0) if pixel_loss is None else pixel_loss(logits[i], target)
+        if pseudo is not None and i > 0:
+            distilled[i] = values.pop(0)
 
     terms = {}
     if mea:
@@ -239,15 +235,14 @@ def self_regulation_loss(
             target, num_classes, void_as_background=variant == "official" and has_background,
             ignore_index=ignore_index,
         )
-        per_exit = [gt_loss(i) for i in range(len(logits))]
+        per_exit = [gt[i] for i in supervised]
         terms["seg"] = sum(per_exit)
         terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)
     else:
-        terms["seg"] = gt_loss(len(logits) - 1)
+        terms["seg"] = gt[len(logits) - 1]
 
-    if srf and variant == "official":
-        pseudo = logits[0].detach().argmax(dim=1)  # every pixel counts: no ignore value among class ids
-        terms["srf"] = sum(nll(i, pseudo, -100, pseudo.numel()) for i in range(1, len(logits)))
+    if pseudo is not None:
+        terms["srf"] = sum(distilled.values())
     elif srf and variant == "paper":
         valid = target != ignore_index
         terms["srf"] = sum(_valid_mean(soft_cross_entropy(z, logits[0], tau), valid) for z in logits[1:])
