@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from srlib.losses.locally_adaptive import locally_adaptive_loss, window_weights
+from srlib.stats import ratio_spread
 
 LAYOUTS = {"channels-first": torch.contiguous_format, "channels-last": torch.channels_last}
 
@@ -203,14 +204,6 @@ def cuda_peaks(runs, args, device, size, labels):
     return peaks
 
 
-def spread(values):
-    """(median, first quartile, third quartile) of a list of numbers."""
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
-    return statistics.median(values), low, high
-
-
 def report(device, args, size, labels, names):
     """Measure every (loss, layout) of one label kind and print the table."""
     runs = [(name, layout) for name in names for layout in args.layouts]
@@ -224,15 +217,14 @@ def report(device, args, size, labels, names):
           f"{args.clock} clock; ratios to ce {reference[1]} (median [interquartile range] of per-round ratios)")
     print(f"{'loss':<10} {'layout':<15} {'median ms':>10} {'time / ref':>20} {'peak MiB':>9} {'mem / ref':>20}")
     for run in runs:
-        time_ratio = spread([t / r for t, r in zip(times[run], times[reference])])
-        mem_ratio = spread([p / r for p, r in zip(peaks[run], peaks[reference])])
+        time_ratio = ratio_spread(times[run], times[reference])
+        mem_ratio = ratio_spread(peaks[run], peaks[reference])
         print(f"{run[0]:<10} {run[1]:<15} {statistics.median(times[run]) * 1e3:>10.2f} "
               f"{_ratio_text(time_ratio):>20} {statistics.median(peaks[run]) / 2**20:>9.1f} {_ratio_text(mem_ratio):>20}")
 
 
 def _ratio_text(ratio):
-    median, low, high = ratio
-    return f"{median:.2f} [{low:.2f}-{high:.2f}]"
+    return f"{ratio['median']:.2f} [{ratio['q1']:.2f}-{ratio['q3']:.2f}]"
 
 
 def main():
