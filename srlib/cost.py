@@ -1,4 +1,4 @@
-"""Overhead measurements: parameters, FLOPs, step time, peak memory.
+"""Overhead measurements: parameters, FLOPs, step time, peak memory, tensor memory of one step.
 
 FLOP convention: ``torch.utils.flop_counter.FlopCounterMode`` counts FLOPs = 2 x multiply-adds of
 convolutions and matrix products (forward pass only; normalisation, activations, pooling and
@@ -100,3 +100,35 @@ def peak_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:
     step()
     _synchronize(device)
     return peak_memory_so_far(device)
+
+
+def step_tensor_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:
+    """Run ``step`` once; the peak bytes of the tensors it allocates and holds at once.
+
+    What one training step needs on top of the weights, optimizer state and batch that exist before it
+    (activations, gradients, temporaries): what the method shapes, whatever else the process holds. CUDA: the
+    caching allocator's ``max_memory_allocated`` after a reset, minus ``memory_allocated`` before ({"kind":
+    "cuda_step_allocated"}). CPU: the allocation and free events the PyTorch profiler (``profile_memory``)
+    records for the tensors the step allocates, summed in time order ({"kind": "cpu_step_allocated"}; frees of
+    older tensors, e.g. last step's gradients, are not credited, so this can exceed the CUDA figure by up to the
+    gradients' size). The profiler slows the step: time steps apart. Returns {"peak_bytes", "kind"}.
+    """
+    if torch.device(device).type == "cuda":
+        _synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        _synchronize(device)
+        return {"peak_bytes": int(torch.cuda.max_memory_allocated(device) - before), "kind": "cuda_step_allocated"}
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        step()
+    events = [e for e in profiler.profiler.kineto_results.events()
+              if e.name() == "[memory]" and e.device_type() == DeviceType.CPU]
+    live = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        live += event.nbytes()
+        peak = max(peak, live)
+    return {"peak_bytes": int(peak), "kind": "cpu_step_allocated"}

@@ -262,6 +262,7 @@ COST_COLUMNS = (  # (header, getter, unit)
     ("FLOPs train", lambda r: r.get("flops_train", 2 * r["macs_train"] if r.get("macs_train") else None), "FLOP"),
     ("step time", lambda r: r.get("step_time_s"), "s"),
     ("peak memory", _peak_mib, "MiB"),
+    ("step tensor memory", lambda r: r.get("step_tensor_memory_mib"), "MiB"),
 )
 
 
@@ -296,7 +297,11 @@ def cost_sections(data: dict) -> list[dict]:
             f"{distinct('flop_input_shape')}. Test = the inference model (backbone + decoder head, what is deployed); "
             "train = with exits, classifiers and projections. Step time = median training step (forward, loss, "
             f"backward, update) after warm-up at batch {distinct('step_time_batch')}; peak memory: "
-            f"{', '.join(MEMORY_KINDS.get(kind, kind) for kind in distinct('memory_kind', 'kind').split(', '))}. "
+            f"{', '.join(MEMORY_KINDS.get(kind, kind) for kind in distinct('memory_kind', 'kind').split(', '))}; "
+            "step tensor memory: the peak of the tensors one training step allocates and holds at once "
+            "(activations, gradients, temporaries; not the weights, optimizer state or batch that exist before it): "
+            "what the method itself needs (CPU: PyTorch profiler allocation events; CUDA: max_memory_allocated; "
+            "– = not measured). "
             "(×r) = ratio to the baseline row. "
             + ("Measured inside the training runs (first seed), concurrently with other jobs."
                if from_runs else "Measured by the cost rule (`srlib cost`), one job per row.")

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 from srlib import __version__
 from srlib.config import ConfigError, config_hash, tracking_uri
-from srlib.cost import count_flops, count_parameters, peak_memory_so_far
+from srlib.cost import count_flops, count_parameters, peak_memory_so_far, step_tensor_memory
 from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
 from srlib.data.transforms import eval_transform, train_transform
@@ -442,15 +442,19 @@ def log_finished_run(tracker, out_dir: Path, record: dict) -> None:
 
 
 def measure_cost(cfg: dict) -> dict:
-    """``srlib cost``: parameters and FLOPs of the test-time and training models, and the median step time
-    and peak memory over ``run.cost_steps`` real training steps (after warm-up steps)."""
+    """``srlib cost``: parameters and FLOPs of the test-time and training models, the median step time and
+    peak memory over ``run.cost_steps`` real training steps (after warm-up steps), and the tensor memory of
+    one more step on the last batch (``srlib.cost.step_tensor_memory``, in MiB)."""
     run = Run(cfg, out_dir=None)
     run.model.train()
     run.iteration = cfg["optim"]["sr_warmup_iters"]  # time the steps with SR switched on
     steps = TIMING_WARMUP_STEPS + cfg["run"]["cost_steps"]
     for _, batch in zip(range(steps), run.loader()):
         run.timed_step(batch)
-    return {"config_hash": run.hash, "config": cfg, "threads": cfg["threads"], "device": str(run.device), **run.cost()}
+    cost = run.cost()  # before the profiled step: its time and memory are the plain steps'
+    memory = step_tensor_memory(lambda: run.train_step(batch), run.device)
+    return {"config_hash": run.hash, "config": cfg, "threads": cfg["threads"], "device": str(run.device), **cost,
+            "step_tensor_memory_mib": memory["peak_bytes"] / 2**20, "step_tensor_memory_kind": memory["kind"]}
 
 
 def _peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:

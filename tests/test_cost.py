@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from srlib.cost import count_flops, count_parameters, interleaved_step_times, median_step_time, peak_memory
+from srlib.cost import (
+    count_flops,
+    count_parameters,
+    interleaved_step_times,
+    median_step_time,
+    peak_memory,
+    step_tensor_memory,
+)
 
 
 def test_count_parameters_counts_shared_weights_once():
@@ -42,3 +49,18 @@ def test_peak_memory_on_cpu_covers_the_step():
     size = 64 * 2**20
     peak = peak_memory(lambda: torch.ones(size, dtype=torch.uint8))
     assert peak["kind"] == "cpu_peak_rss" and peak["peak_bytes"] >= size
+
+
+def test_step_tensor_memory_is_the_peak_of_what_the_step_allocates():
+    live = torch.ones(4 * 2**20, dtype=torch.uint8)  # held before the step: not counted
+
+    def step():
+        first = torch.zeros(2 * 2**20, dtype=torch.uint8)
+        second = torch.zeros(3 * 2**20, dtype=torch.uint8)  # peak: both alive, 5 MiB
+        del first, second
+        return torch.zeros(2**20, dtype=torch.uint8)  # 1 MiB, after the peak
+
+    memory = step_tensor_memory(step)
+    assert memory["kind"] == "cpu_step_allocated"
+    assert 5 * 2**20 <= memory["peak_bytes"] < 5 * 2**20 + 2**16
+    assert live.sum() == live.numel()

@@ -116,12 +116,14 @@ def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"params_test": 1000, "params_train": params, "macs_test": 5 * 10**8,
                                     "macs_train": 5 * 10**8 if sr == "baseline" else 6 * 10**8, "step_time_s": 0.2 if sr == "baseline" else 0.3,
-                                    "peak_memory_mib": 100.0 if sr == "baseline" else 150.0, "memory_kind": "cpu_peak_rss"}))
+                                    "peak_memory_mib": 100.0 if sr == "baseline" else 150.0, "memory_kind": "cpu_peak_rss",
+                                    "step_tensor_memory_mib": 40.0 if sr == "baseline" else 52.0}))
         files.append(path)
     tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", cost_files=files)
     cost = (bench / "out" / "cost.md").read_text()
     assert "1.5 k (×1.500)" in cost and "600 MMAC (×1.200)" in cost and "1.2 GFLOP (×1.200)" in cost
     assert "0.300 s (×1.500)" in cost and "150 MiB (×1.500)" in cost and "FLOPs = 2 × MACs" in cost
+    assert "52 MiB (×1.300)" in cost and "step tensor memory: the peak of the tensors one training step" in cost
 
 
 def test_finished_outcome_without_metrics_is_an_error_naming_the_file(bench):
