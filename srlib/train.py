@@ -180,6 +180,7 @@ class Run:
     def save_checkpoint(self) -> None:
         """Append the pending metric points to history.jsonl, then write the checkpoint that covers them."""
         append_history(self.out_dir, self.pending)
+        kill_point(f"history-written:{self.iteration}")
         self.history_length += len(self.pending)
         state = {
             "config_hash": self.hash,
@@ -380,6 +381,8 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
         resumed = run.load_checkpoint()
         if resumed:
             log.info("resuming %s from iteration %d", out_dir, run.iteration)
+        else:  # points a process killed before its first checkpoint wrote are not covered by any
+            truncate_history(out_dir, 0)
         replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
         from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
 

@@ -42,7 +42,7 @@ def uninterrupted(config: Path, tmp_path: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("point", ["step:6", "checkpoint:8", "checkpoint:12"])
+@pytest.mark.parametrize("point", ["step:6", "history-written:4", "history-written:8", "checkpoint:8", "checkpoint:12"])
 def test_a_killed_run_resumes_to_the_uninterrupted_result_and_logs_each_step_once(config, tmp_path, point):
     out = tmp_path / "killed"
     killed = srlib("run", str(config), "--out", str(out), kill_at=point)
