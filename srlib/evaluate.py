@@ -70,7 +70,13 @@ def write_artifacts(out_dir: Path, metrics: dict, pictures: dict, info: dict) ->
         np.savez_compressed(npz, **pictures)
         png = picture_grid(out_dir / "pictures.png", pictures["images"], pictures["masks"],
                            [("prediction", pictures["preds"])], info["palette"], list(info["classes"]),
-                           f"{' · '.join(path_axes(out_dir).values()) or out_dir.name}: first {len(pictures['preds'])} "
+                           f"{_cell(out_dir)}: first {len(pictures['preds'])} "
                            f"validation images (mIoU over the split {100 * (metrics['miou'] or 0):.1f} %)")
         paths += [npz, png]
     return paths
+
+
+def _cell(out_dir: Path) -> str:
+    """'generated · deeplabv3_resnet18 · ce · baseline · seed 0' from a run directory's path (else its name)."""
+    axes = path_axes(out_dir)
+    return " · ".join(f"seed {v}" if k == "seed" else v for k, v in axes.items()) or out_dir.name

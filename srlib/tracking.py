@@ -310,16 +310,18 @@ def run_display(cfg: dict) -> tuple[str, dict[str, str]]:
     return tracking.get("run_name") or run_label(axes), tags
 
 
-def sweep_run(client: MlflowClient, experiment_id: str, benchmark: str) -> str:
-    """Id of the benchmark's parent run in the experiment (tag ``SWEEP_TAG``), created FINISHED if missing.
+def sweep_run(client: MlflowClient, experiment_id: str, benchmark: str, create: bool = True) -> str | None:
+    """Id of the benchmark's parent run in the experiment (tag ``SWEEP_TAG``); if missing, created FINISHED,
+    or None when not ``create``.
 
-    The sweep's runs are its children (``PARENT_TAG``) and its tables and figures its artifacts. Call it
-    under ``_store_lock`` so that parallel jobs on a SQLite store create one.
+    The sweep's runs are its children (``PARENT_TAG``) and its tables and figures its artifacts. Create it
+    once, before the runs start (``srlib init-tracking --benchmark``), under ``_store_lock``: parallel jobs
+    would each create one on a tracking server.
     """
     found = client.search_runs([experiment_id], filter_string=f"tags.{SWEEP_TAG} = '{benchmark}'",
                                max_results=1, order_by=["attributes.start_time ASC"])
-    if found:
-        return found[0].info.run_id
+    if found or not create:
+        return found[0].info.run_id if found else None
     run_id = client.create_run(experiment_id, run_name=f"{benchmark} · sweep", tags={SWEEP_TAG: benchmark}).info.run_id
     client.set_terminated(run_id, "FINISHED")
     return run_id
@@ -349,7 +351,8 @@ def open_run(
     """Start (or, given the ``run_id`` of a run in this store, resume) an MLflow run.
 
     ``params`` is the nested resolved config, logged with dotted keys; ``tags`` values are stringified.
-    With a ``benchmark`` tag the run becomes a child of that benchmark's parent run (``sweep_run``).
+    With a ``benchmark`` tag the run becomes a child of that benchmark's parent run (``sweep_run``), if
+    the store has one (the workflow's ``init_tracking`` creates it).
     Never raises for tracking problems: an unreachable store gives a warned no-op Tracker.
     """
     flat = flatten_params(params)
@@ -363,9 +366,9 @@ def open_run(
                 client.set_tag(run_id, "resumed", "true")
             else:
                 tag_values = {key: str(value) for key, value in tags.items()}
-                if "benchmark" in tags:
-                    with _store_lock(uri):
-                        tag_values[PARENT_TAG] = sweep_run(client, experiment_id, tags["benchmark"])
+                parent = sweep_run(client, experiment_id, tags["benchmark"], create=False) if "benchmark" in tags else None
+                if parent:
+                    tag_values[PARENT_TAG] = parent
                 run_id = client.create_run(experiment_id, run_name=run_name, tags=tag_values).info.run_id
                 client.log_batch(run_id, params=[Param(key, value) for key, value in flat.items()])
     except Exception as error:  # noqa: BLE001 -- training must go on without the store

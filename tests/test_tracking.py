@@ -268,7 +268,7 @@ def record_of(cfg: dict, config_hash: str) -> dict:
 
 
 def test_sweep_runs_are_named_by_cell_tagged_and_children_of_the_benchmark_run(uri):
-    tracking.ensure_experiment(uri, "bench", "A sweep for the test.")
+    tracking.open_sweep(uri, "bench", "bench", "A sweep for the test.")  # what init_tracking does
     for pixel, sr, seed in (("ce", "baseline", "0"), ("focal", "mea+srf", "1")):
         cfg = sweep_config(pixel=pixel, sr=sr, seed=seed)
         name, cell = tracking.run_display(cfg)
