@@ -210,6 +210,10 @@ def test_tiny_sweep_builds_tables_of_exactly_its_runs(work):
     display = json.loads(json.dumps(TINY))
     display["base"]["run"].update(log_every=2, ckpt_every=2, val_every=1)
     assert "Nothing to be done" in snakemake(work, "-n", "--configfile", write_bench(work, display)).stdout
+    more = json.loads(json.dumps(TINY))
+    more["axes"]["seed"] = [0, 1, 2]
+    out = snakemake(work, "-n", "--configfile", write_bench(work, more)).stdout
+    assert job_counts(out) == {"train": 2, "tables": 1, "all": 1}
     # Editing what the runs compute reruns their jobs, which refuse to overwrite the finished results.
     records = {p: p.read_text() for p in (bench / "runs").rglob("metrics.json")}
     changed = json.loads(json.dumps(TINY))
@@ -218,8 +222,3 @@ def test_tiny_sweep_builds_tables_of_exactly_its_runs(work):
                      check=False).returncode != 0
     assert {p: p.read_text() for p in (bench / "runs").rglob("metrics.json")} == records
     assert "never overwritten" in (bench / "runs" / f"{prefix}/sr~baseline/seed~0" / "train.log").read_text()
-    path = write_bench(work, TINY)
-    more = json.loads(json.dumps(TINY))
-    more["axes"]["seed"] = [0, 1, 2]
-    out = snakemake(work, "-n", "--configfile", write_bench(work, more)).stdout
-    assert job_counts(out) == {"train": 2, "tables": 1, "all": 1}

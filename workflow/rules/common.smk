@@ -68,9 +68,19 @@ def run_identity(w) -> str:
     return config_hash(_run_config(w.dataset, w.preset, w.pixel, w.sr, w.seed))
 
 
+def _cost_config(w) -> dict:
+    return sweep.cost_config(SWEEP, {"dataset": w.dataset, "preset": w.preset, "pixel": w.pixel, "exit": w.exit, "sr": w.sr})
+
+
 def cost_config_yaml(w) -> str:
-    cost = {"dataset": w.dataset, "preset": w.preset, "pixel": w.pixel, "exit": w.exit, "sr": w.sr}
-    return as_yaml(sweep.cost_config(SWEEP, cost))
+    return as_yaml(_cost_config(w))
+
+
+def cost_identity(w) -> str:
+    """What a cost measurement depends on: its fragment's config hash and the number of timed steps (the
+    cost rule's only config param, so logging and tracking keys never rerun it)."""
+    fragment = _cost_config(w)
+    return f"{config_hash(fragment)} steps {fragment.get('run', {}).get('cost_steps', 'default')}"
 
 
 def dataset_input(w):

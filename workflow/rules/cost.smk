@@ -11,13 +11,16 @@ rule cost:
         f"{BENCH_DIR}/cost/{COST_PATTERN}.log",
     params:
         config_path=f"{BENCH_DIR}/cost/{COST_PATTERN}.yaml",
-        config=cost_config_yaml,
+        identity=cost_identity,
     threads: RESOURCES["cost"]["threads"]
     resources:
         gpu=RESOURCES["cost"]["gpu"],
         mem_mb=RESOURCES["cost"]["mem_mb"],
         runtime=RESOURCES["cost"]["runtime"],
-    shell:
-        "printf '%s' {params.config:q} > {params.config_path:q} && "
-        "{PYTHON:q} {GPU_SLOT:q} {resources.gpu} -- "
-        "{PYTHON:q} -m srlib cost {params.config_path:q} --out {output:q} > {log:q} 2>&1"
+    run:
+        Path(params.config_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(params.config_path).write_text(cost_config_yaml(wildcards))
+        shell(
+            "{PYTHON:q} {GPU_SLOT:q} {resources.gpu} -- "
+            "{PYTHON:q} -m srlib cost {params.config_path:q} --out {output:q} > {log:q} 2>&1"
+        )
