@@ -15,6 +15,7 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 # The two matrix products cost in_w + in_h * in_w / out_w multiply-adds per output pixel; below this they beat
 # torch's CPU kernel forward + backward (one thread, 8 x 10 classes: 8, 16 and 32 px to 128 px yes, 64 px no).
@@ -60,11 +61,15 @@ class _NLLTerms(torch.autograd.Function):
                             for labels, ignore, denominator in targets])
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):
         (log_probs,) = ctx.saved_tensors
         weights = [(labels != ignore) * (grad[k] / denominator)  # B x H x W: d loss / d log p at the label
                    for k, (labels, ignore, denominator) in enumerate(ctx.targets)]
-        grad_logits = log_probs.exp() * sum(weights)[:, None]  # softmax x each pixel's total weight
+        # softmax x each pixel's total weight, in place of the saved log-probabilities (a fresh map-sized
+        # tensor costs more than the arithmetic); a second backward through the graph then fails autograd's
+        # saved-tensor version check
+        grad_logits = log_probs.exp_().mul_(sum(weights)[:, None])
         for (labels, _, _), weight in zip(ctx.targets, weights):
             grad_logits.scatter_add_(1, labels.masked_fill(weight == 0, 0)[:, None], -weight[:, None])
         return grad_logits, None
@@ -75,7 +80,7 @@ def nll_terms(logits: Tensor, targets: list[tuple[Tensor, int, Tensor | int]]) -
     denominator) in ``targets``: ``F.nll_loss(F.log_softmax(logits, 1), labels, ignore_index=ignore,
     reduction="sum") / denominator``. One log-softmax serves all, and the backward pass is one fused pass
     (softmax times each pixel's summed weight, minus the weights at the labels) instead of a dense gradient per
-    label map plus a log-softmax backward. Returns one scalar per target."""
+    label map plus a log-softmax backward. Returns one scalar per target; the graph supports one backward pass."""
     return list(_NLLTerms.apply(logits, tuple(targets)).unbind())
 
 
