@@ -4,9 +4,10 @@
     python benchmarks/tracking_latency.py --uri http://host:5000 --runs 32    # an existing server
 
 For each N and each store, N processes import ``srlib.tracking`` (as a training job does), wait at a common
-barrier, then each times ``srlib.tracking.open_run`` (experiment look-up, run creation, the default run
-config as params), logs one metric batch and one JSON artifact (``run.json``) and finishes. The experiment
-exists beforehand, as after the workflow's ``init_tracking``. Stores: a fresh ``sqlite:///`` file opened by
+barrier, then each times ``srlib.tracking.open_run`` (run creation as a child of the benchmark's parent run,
+the default run config as params), logs one metric batch and one JSON artifact (``run.json``) and finishes.
+The experiment and parent run exist beforehand and the jobs read their ids from the marker, as after the
+workflow's ``init_tracking``. Stores: a fresh ``sqlite:///`` file opened by
 every process, and a fresh ``mlflow server`` (``workflow/scripts/tracking_server.py``, the same kind of SQLite
 file behind it, ``--workers`` processes); ``--uri`` measures only the given store (run it where the jobs run).
 Prints p50 / p95 / max of ``open_run`` in seconds per store and N. Each process holds torch and MLflow
@@ -15,6 +16,7 @@ Prints p50 / p95 / max of ``open_run`` in seconds per store and N. Each process 
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+BENCHMARK = "tracking_latency"  # the runs' benchmark tag: children of its parent run
 # One training job's tracking start-up; the parent releases all children at once by writing to their stdin.
 CHILD = """
 import json, sys, time
@@ -91,11 +94,17 @@ def summary(results: list[dict]) -> dict[str, float]:
 
 
 def measure(uri: str, label: str, n: int, experiment: str) -> tuple[str, int, dict]:
-    """(label, n, summary) of ``n`` concurrent runs opened in ``experiment`` of ``uri`` (created if missing)."""
-    from srlib.tracking import ensure_experiment
+    """(label, n, summary) of ``n`` concurrent runs opened in ``experiment`` of ``uri``. As in the workflow,
+    ``init_tracking`` first creates the experiment and the benchmark's parent run and writes the marker
+    whose ids the jobs use (``$SRLIB_TRACKING_MARKER``)."""
+    from srlib.tracking import MARKER_ENV, ensure_experiment, open_sweep, write_marker
 
-    ensure_experiment(uri, experiment)
-    row = (label, n, summary(open_concurrently(uri, experiment, n)))
+    experiment_id = ensure_experiment(uri, experiment)
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = Path(tmp) / "mlflow_experiment.txt"
+        write_marker(marker, uri, experiment, experiment_id, BENCHMARK, open_sweep(uri, experiment, BENCHMARK))
+        os.environ[MARKER_ENV] = str(marker)
+        row = (label, n, summary(open_concurrently(uri, experiment, n)))
     print(f"measured {label}, {n} concurrent runs", file=sys.stderr, flush=True)
     return row
 

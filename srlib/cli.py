@@ -102,14 +102,12 @@ def cmd_scribbles(args) -> int:
 
 
 def cmd_init_tracking(args) -> int:
-    from srlib.tracking import ensure_experiment, open_sweep
+    from srlib.tracking import ensure_experiment, open_sweep, write_marker
 
     experiment_id = ensure_experiment(args.uri, args.experiment, args.description)
-    if args.benchmark:
-        open_sweep(args.uri, args.experiment, args.benchmark, args.description)
+    parent = open_sweep(args.uri, args.experiment, args.benchmark, args.description) if args.benchmark else ""
     if args.marker:
-        Path(args.marker).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.marker).write_text(f"{args.uri}\n{args.experiment}\n{experiment_id}\n")
+        write_marker(args.marker, args.uri, args.experiment, experiment_id, args.benchmark or "", parent)
     print(f"MLflow experiment {args.experiment!r} ({experiment_id}) at {args.uri}")
     return 0
 

@@ -345,6 +345,31 @@ def open_sweep(uri: str, experiment: str, benchmark: str, description: str | Non
     return run_id
 
 
+MARKER_ENV = "SRLIB_TRACKING_MARKER"
+
+
+def write_marker(path, uri: str, experiment: str, experiment_id: str, benchmark: str = "", parent_run_id: str = "") -> None:
+    """The file ``srlib init-tracking --marker`` writes once the store, experiment and parent run exist:
+    one line each for the URI, experiment name, experiment id, benchmark name and parent run id."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{value}\n" for value in (uri, experiment, experiment_id, benchmark, parent_run_id)))
+
+
+def read_marker(uri: str, experiment: str) -> dict:
+    """The ids in the marker ``$SRLIB_TRACKING_MARKER`` names when it is for ``uri`` and ``experiment``
+    ({"experiment_id", "benchmark", "parent_run_id"}), else {} (no marker, another store, unreadable)."""
+    path = os.environ.get(MARKER_ENV)
+    try:
+        lines = Path(path).read_text().splitlines() if path else []
+    except OSError:
+        return {}
+    if len(lines) < 3 or lines[0] != uri or lines[1] != experiment or not lines[2]:
+        return {}
+    lines += [""] * (5 - len(lines))
+    return {"experiment_id": lines[2], "benchmark": lines[3], "parent_run_id": lines[4] or None}
+
+
 def open_run(
     uri: str, experiment: str, run_name: str, params: dict, tags: dict, run_id: str | None = None
 ) -> Tracker:
@@ -352,13 +377,17 @@ def open_run(
 
     ``params`` is the nested resolved config, logged with dotted keys; ``tags`` values are stringified.
     With a ``benchmark`` tag the run becomes a child of that benchmark's parent run (``sweep_run``), if
-    the store has one (the workflow's ``init_tracking`` creates it).
+    the store has one (the workflow's ``init_tracking`` creates it). Where ``$SRLIB_TRACKING_MARKER`` names
+    the marker ``init_tracking`` wrote for this store and experiment (workflow jobs), its ids are used and
+    the look-ups skipped: a new run then costs two requests (create, params), which keeps hundreds of jobs
+    starting together on one tracking server fast.
     Never raises for tracking problems: an unreachable store gives a warned no-op Tracker.
     """
     flat = flatten_params(params)
+    known = read_marker(uri, experiment)
     try:
         with _fail_fast_http():
-            experiment_id = ensure_experiment(uri, experiment)
+            experiment_id = known.get("experiment_id") or ensure_experiment(uri, experiment)
             client = MlflowClient(tracking_uri=uri)
             if run_id is not None and _run_exists(client, run_id):
                 # Params were logged when the run was created; MLflow refuses to change them.
@@ -366,7 +395,10 @@ def open_run(
                 client.set_tag(run_id, "resumed", "true")
             else:
                 tag_values = {key: str(value) for key, value in tags.items()}
-                parent = sweep_run(client, experiment_id, tags["benchmark"], create=False) if "benchmark" in tags else None
+                parent = None
+                if "benchmark" in tags:
+                    parent = (known["parent_run_id"] if known.get("benchmark") == tags["benchmark"]
+                              else sweep_run(client, experiment_id, tags["benchmark"], create=False))
                 if parent:
                     tag_values[PARENT_TAG] = parent
                 run_id = client.create_run(experiment_id, run_name=run_name, tags=tag_values).info.run_id

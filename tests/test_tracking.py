@@ -342,3 +342,21 @@ def test_a_moved_store_finds_its_artifacts_again(tmp_path, caplog):
     client = MlflowClient(tracking_uri=moved)
     (run,) = runs_of(moved, "bench")
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["summary.json"]
+
+
+def test_a_workflow_job_takes_the_ids_init_tracking_wrote_instead_of_looking_them_up(uri, tmp_path, monkeypatch):
+    experiment_id = tracking.ensure_experiment(uri, "bench")
+    parent = tracking.open_sweep(uri, "bench", "tiny")
+    marker = tmp_path / "mlflow_experiment.txt"
+    tracking.write_marker(marker, uri, "bench", experiment_id, "tiny", parent)
+    monkeypatch.setenv(tracking.MARKER_ENV, str(marker))
+
+    def no_lookups(*args, **kwargs):
+        raise AssertionError("looked up what the marker says")
+
+    monkeypatch.setattr(tracking, "ensure_experiment", no_lookups)
+    monkeypatch.setattr(tracking, "sweep_run", no_lookups)
+    tracking.open_run(uri, "bench", "a", {"lr": 0.1}, {"benchmark": "tiny"}).finish()
+    (run,) = [r for r in runs_of(uri, "bench") if r.info.run_name == "a"]
+    assert run.data.tags[tracking.PARENT_TAG] == parent
+    assert tracking.read_marker("http://elsewhere:5000", "bench") == {}  # a marker of another store is ignored

@@ -92,7 +92,8 @@ def dataset_input(w):
 # Inputs that no wildcard changes are plain lists: Snakemake calls an input function, and inspects its
 # signature, for every job it builds (in a dry run of 5,120 runs, ~20 % of the time). DATASET_INPUT is a list
 # when every dataset id reads the same generated dataset, or none does (real datasets only).
-TRACKING_INPUT = [ancient(f"{BENCH_DIR}/mlflow_experiment.txt")] if TRACKING["enabled"] else []
+TRACKING_MARKER = f"{BENCH_DIR}/mlflow_experiment.txt"  # init_tracking's ids; jobs read it ($SRLIB_TRACKING_MARKER)
+TRACKING_INPUT = [ancient(TRACKING_MARKER)] if TRACKING["enabled"] else []
 _DATASET_INPUTS = {tuple(dataset_input(SimpleNamespace(dataset=d))) for d in SWEEP["datasets"]}
 DATASET_INPUT = list(next(iter(_DATASET_INPUTS))) if len(_DATASET_INPUTS) == 1 else dataset_input
 

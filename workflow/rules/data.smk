@@ -5,7 +5,7 @@ rule init_tracking:
     """Create the MLflow store, the experiment (described) and the benchmark's parent run once, before any
     training job (parallel runs must not race)."""
     output:
-        f"{BENCH_DIR}/mlflow_experiment.txt",
+        TRACKING_MARKER,
     log:
         f"{BENCH_DIR}/logs/init_tracking.log",
     params:

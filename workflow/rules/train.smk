@@ -31,7 +31,7 @@ rule train:
         Path(params.run_dir, "run.yaml").write_text(run_config_yaml(wildcards))
         shell(
             "echo \"== $(date -Is) $(hostname)\" >> {log:q} && "
-            "{PYTHON:q} {GPU_SLOT:q} {resources.gpu} -- "
+            "SRLIB_TRACKING_MARKER={TRACKING_MARKER:q} {PYTHON:q} {GPU_SLOT:q} {resources.gpu} -- "
             "{PYTHON:q} -m srlib run {params.run_dir:q}/run.yaml --out {params.run_dir:q} --outcome {output:q} "
             ">> {log:q} 2>&1"
         )
