@@ -21,7 +21,6 @@ crossed with the dataset axis: every (dataset, supervision) pair becomes a datas
 and run configs exactly as before. Real datasets read weak labels from their entry's ``pseudo_dir`` /
 ``scribble_dir`` (as ``data.label_dir``); the generated dataset makes them (``srlib.data.weak``).
 
-
 Snakemake parses this for every invocation (and every cluster job), so it imports no torch, pandas or
 scipy and does O(runs) dict work only; ``workflow/rules/common.smk`` is thin glue over ``expand``.
 """
@@ -55,7 +54,6 @@ OWNED_KEYS = {
 SUPERVISION_LABELS = ("full", "pseudo", "scribble")  # srlib.data.weak.SUPERVISIONS (no torch import here)
 REGULARIZERS = ("densecrf", "dfr")  # srlib.losses.dense_crf.REGULARIZERS
 SUPERVISION_SEP = "@"  # dataset id @ supervision value
-
 
 
 class BenchmarkError(ConfigError):
