@@ -9,7 +9,6 @@ checkpoint, or only completes what a killed process left undone once ``metrics.j
 
 import logging
 import math
-import os
 import random
 import shutil
 import statistics

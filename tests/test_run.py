@@ -1,12 +1,8 @@
 """One run end to end through the ``srlib`` CLI on a tiny generated dataset."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
