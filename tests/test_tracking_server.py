@@ -44,10 +44,12 @@ def test_concurrent_runs_through_a_server_started_for_the_command(tmp_path):
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass  # the server stopped with the command
 
-    # Every run reached the store whole: FINISHED, all params, the metric, the artifact uploaded through the server.
+    # Every run reached the store whole, as a child of the benchmark's parent run: FINISHED, all params, the
+    # metric, the artifact uploaded through the server.
     with sqlite3.connect(store) as db:
         runs = db.execute("SELECT r.run_uuid, r.experiment_id, r.status FROM runs r JOIN experiments e "
-                          "ON r.experiment_id = e.experiment_id WHERE e.name = 'sweep'").fetchall()
+                          "ON r.experiment_id = e.experiment_id JOIN tags t ON t.run_uuid = r.run_uuid "
+                          "AND t.key = 'mlflow.parentRunId' WHERE e.name = 'sweep'").fetchall()
         params = dict(db.execute("SELECT run_uuid, COUNT(*) FROM params GROUP BY run_uuid").fetchall())
         losses = dict(db.execute("SELECT run_uuid, value FROM latest_metrics WHERE key = 'loss'").fetchall())
     assert len(runs) == N_RUNS and {status for _, _, status in runs} == {"FINISHED"}
