@@ -32,12 +32,13 @@ def fingerprint(name: str, datasets) -> str:
 
 
 def data_fingerprint(data: dict) -> str:
-    """``fingerprint`` of a run config's ``data`` section: its training split (with ``label_dir``) and its
+    """``fingerprint`` of a run config's ``data`` section: its training split as a run builds it
+    (``srlib.data.weak.build_train_set``: the labels ``data.supervision`` and ``label_dir`` ask for) and its
     evaluation split. FileNotFoundError / ValueError name a missing root, split list or file."""
     from srlib.data import build_dataset
+    from srlib.data.weak import build_train_set
 
-    splits = [build_dataset(data["name"], data["root"], "train", label_dir=data["label_dir"]),
-              build_dataset(data["name"], data["root"], data["eval_split"])]
+    splits = [build_train_set(data), build_dataset(data["name"], data["root"], data["eval_split"])]
     return fingerprint(data["name"], splits)
 
 
