@@ -102,14 +102,14 @@ def append_history(run_dir: str | Path, points: list[dict]) -> None:
         os.fsync(handle.fileno())
 
 
-def read_history(run_dir: str | Path, limit: int | None = None) -> list[dict]:
-    """The run's logged metric points, oldest first (the first ``limit`` only when given); [] without a
-    history. ValueError names the file and line of a damaged point."""
+def read_history(run_dir: str | Path) -> list[dict]:
+    """The run's logged metric points, oldest first; [] without a history. ValueError names the file and
+    line of a damaged point."""
     path = Path(run_dir) / HISTORY_FILE
     if not path.is_file():
         return []
     points = []
-    for number, line in enumerate(path.read_text().splitlines()[:limit], start=1):
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
             points.append(json.loads(line))
         except json.JSONDecodeError as error:
@@ -120,9 +120,10 @@ def read_history(run_dir: str | Path, limit: int | None = None) -> list[dict]:
 def truncate_history(run_dir: str | Path, length: int) -> None:
     """Keep the first ``length`` points of the run's history (those a checkpoint covers), atomically."""
     path = Path(run_dir) / HISTORY_FILE
-    if path.is_file() and len(path.read_text().splitlines()) != length:
+    lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
+    if len(lines) > length:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(point, allow_nan=True) + "\n" for point in read_history(run_dir, length)))
+        tmp.write_text("".join(lines[:length]))
         os.replace(tmp, path)
 
 
@@ -182,16 +183,22 @@ def read_record(run_dir: str | Path) -> dict | None:
     return record
 
 
+def same_run(saved: dict, config_hash: str, data_fingerprint: str) -> bool:
+    """Whether a record or checkpoint ``saved`` is of this config and data (ones from before fingerprints
+    were kept match on the config hash)."""
+    return (saved.get(CONFIG_HASH) == config_hash
+            and saved.get(DATA_FINGERPRINT, data_fingerprint) == data_fingerprint)
+
+
 def finished_record(run_dir: str | Path, config_hash: str, data_fingerprint: str) -> dict | None:
     """The run's metrics.json when it is a finished run of ``config_hash`` on ``data_fingerprint`` with
     nothing left to complete (no ``checkpoint/``), else None. Reads one JSON file: no torch, so a finished
-    run's rerun stays cheap. (Records from before fingerprints were kept match on the hash.)"""
+    run's rerun stays cheap."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file() or (Path(run_dir) / "checkpoint").exists():
         return None
     record = read_json(path)
-    same = record.get(CONFIG_HASH) == config_hash and record.get("data_fingerprint", data_fingerprint) == data_fingerprint
-    return record if same else None
+    return record if same_run(record, config_hash, data_fingerprint) else None
 
 
 def load_run(run_dir: str | Path) -> dict:

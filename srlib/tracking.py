@@ -200,6 +200,18 @@ def _metric_batch(metrics: dict, step: int, timestamp_ms: int | None = None) -> 
     return batch
 
 
+def history_metrics(points: list[dict], default_ms: int | None = None) -> list[Metric]:
+    """MLflow Metrics of history points ({"step", "time_ms", "metrics"}), each at its own timestamp
+    (``default_ms``, else now, for a point without one)."""
+    return [metric for point in points
+            for metric in _metric_batch(point["metrics"], point["step"], point.get("time_ms") or default_ms)]
+
+
+def metric_batches(metrics: list[Metric]):
+    """``metrics`` in slices of at most MAX_METRICS_PER_BATCH, the most one ``log_batch`` call accepts."""
+    return (metrics[start:start + MAX_METRICS_PER_BATCH] for start in range(0, len(metrics), MAX_METRICS_PER_BATCH))
+
+
 def _summary(record: dict) -> tuple[dict[str, float], dict[str, str], dict[str, object]]:
     """Split a metrics.json record's "metrics" and "cost" into (metrics, tags, JSON artifacts).
 
@@ -263,9 +275,8 @@ class Tracker:
         """Log metric points of a run's history ({"step", "time_ms", "metrics"}, ``srlib.results``), in
         batches MLflow accepts. A point logged again with its own timestamp is one point in the store
         (MLflow's SQL stores, the server's included, drop exact duplicates)."""
-        batch = [metric for point in points for metric in _metric_batch(point["metrics"], point["step"], point["time_ms"])]
-        for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
-            self._call("logging the metric history", "log_batch", metrics=batch[start:start + MAX_METRICS_PER_BATCH])
+        for batch in metric_batches(history_metrics(points)):
+            self._call("logging the metric history", "log_batch", metrics=batch)
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         """Copy a local file or folder into the run's artifacts (under ``artifact_path`` if given)."""

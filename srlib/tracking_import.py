@@ -14,8 +14,8 @@ from mlflow.entities import Param, RunTag
 from srlib.results import CONFIG_HASH, DATA_FINGERPRINT, RUN_ARTIFACTS, read_history, read_record
 from srlib.sweep import AXES, config_axes, run_axes, run_label
 from srlib.tracking import (
-    MAX_METRICS_PER_BATCH, PARENT_TAG, _metric_batch, _store_lock, _summary, ensure_experiment, flatten_params,
-    open_sweep, sweep_run,
+    PARENT_TAG, _metric_batch, _store_lock, _summary, ensure_experiment, flatten_params, history_metrics,
+    metric_batches, open_sweep, sweep_run,
 )
 
 
@@ -68,12 +68,9 @@ def _import_run(client: MlflowClient, experiment_id: str, run_dir: Path, record:
         tags[PARENT_TAG] = parent
     run_id = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name).info.run_id
     client.log_batch(run_id, params=[Param(key, value) for key, value in flatten_params(record.get("config") or {}).items()])
-    metrics = [metric for point in history
-               for metric in _metric_batch(point["metrics"], point["step"], point.get("time_ms") or started)]
     scalars, facts, artifacts = _summary(record)
-    metrics += _metric_batch(scalars, 0, ended)
-    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
+    for batch in metric_batches(history_metrics(history, started) + _metric_batch(scalars, 0, ended)):
+        client.log_batch(run_id, metrics=batch)
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in facts.items()])
     for artifact_file, value in artifacts.items():
         client.log_dict(run_id, value, artifact_file)

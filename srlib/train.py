@@ -34,8 +34,8 @@ from srlib.losses.self_regulation import check_labels
 from srlib.models import PRESETS, build_segmentor
 from srlib import rundir
 from srlib.data.check import check_items, fingerprint
-from srlib.results import (DATA_FINGERPRINT, METRICS_FILE, RUN_ARTIFACTS, append_history, read_history, read_json, run_record,
-                           truncate_history, write_json_atomic)
+from srlib.results import (CONFIG_HASH, DATA_FINGERPRINT, METRICS_FILE, RUN_ARTIFACTS, append_history, read_history,
+                           read_json, run_record, same_run, truncate_history, write_json_atomic)
 from srlib.rundir import kill_point, replace_durably
 from srlib.sweep import config_axes, run_axes
 
@@ -121,8 +121,8 @@ class Run:
         if out_dir is not None:
             self.out_dir = Path(out_dir)
             self.ckpt_path = self.out_dir / "checkpoint" / "last.pt"
-            for dataset in (self.train_set, self.eval_set):
-                check_items(dataset, fingerprint(data["name"], [dataset]))
+            check_items(self.train_set, f"{self.data_fingerprint}-train")
+            check_items(self.eval_set, f"{self.data_fingerprint}-{data['eval_split']}")
         seed_everything(cfg["seed"])
         self.loss = RunLoss(cfg["loss"], self.info)
         self.model = build_model(cfg, self.num_classes, self.loss.needs).to(self.device)
@@ -167,13 +167,11 @@ class Run:
         return None
 
     def _same_run(self, saved: dict) -> bool:
-        """Same config hash and data fingerprint (records from before fingerprints were kept match on the hash)."""
-        return (saved.get("config_hash") == self.hash
-                and saved.get("data_fingerprint", self.data_fingerprint) == self.data_fingerprint)
+        return same_run(saved, self.hash, self.data_fingerprint)
 
     def _describe(self, saved: dict | None) -> str:
-        saved = saved or {"config_hash": self.hash, "data_fingerprint": self.data_fingerprint}
-        return f"config hash {saved.get('config_hash')} on data {saved.get('data_fingerprint', '(not recorded)')}"
+        saved = saved or {CONFIG_HASH: self.hash, DATA_FINGERPRINT: self.data_fingerprint}
+        return f"config hash {saved.get(CONFIG_HASH)} on data {saved.get(DATA_FINGERPRINT, '(not recorded)')}"
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -182,8 +180,8 @@ class Run:
         kill_point(f"history-written:{self.iteration}")
         self.history_length += len(self.pending)
         state = {
-            "config_hash": self.hash,
-            "data_fingerprint": self.data_fingerprint,
+            CONFIG_HASH: self.hash,
+            DATA_FINGERPRINT: self.data_fingerprint,
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

@@ -6,10 +6,11 @@ truth): cheap (one ``stat`` per file, no decoding) and independent of where the 
 keeps its fingerprint while another dataset, split list or label folder gets another one. Runs record it
 next to their config hash.
 
-``check_items(dataset, fingerprint)`` reads every item of a dataset (``dataset.read(i)``), so a truncated
-image or a mask value outside the valid set fails before the run directory, the checkpoint or the MLflow run
-exist, naming the file. A dataset that passed is remembered under ``$XDG_CACHE_HOME/srlib/data-checks/``
-(``~/.cache`` by default) by its fingerprint: reruns and the other runs of a sweep skip the scan.
+``check_items(dataset, key)`` reads every item of a dataset (``dataset.read(i)``), so a truncated image or a
+mask value outside the valid set fails before the run directory, the checkpoint or the MLflow run exist,
+naming the file. A dataset that passed is remembered under ``$XDG_CACHE_HOME/srlib/data-checks/``
+(``~/.cache`` by default) by its key (the data fingerprint and the split): reruns and the other runs of a
+sweep skip the scan.
 """
 
 import hashlib
@@ -48,7 +49,7 @@ def _cache_dir() -> Path:
 
 def check_items(dataset, key: str) -> None:
     """Read every item of ``dataset`` once (ValueError / FileNotFoundError name the bad file); skipped when
-    the dataset with fingerprint ``key`` passed before on this machine."""
+    the dataset with ``key`` (its data fingerprint and split) passed before on this machine."""
     marker = _cache_dir() / f"{key}-{len(dataset)}.ok"
     if marker.exists():
         return
