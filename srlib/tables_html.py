@@ -47,6 +47,11 @@ def _cell_class(column: str, text: str) -> str:
     return " ".join(classes)
 
 
+def _cell_html(value) -> str:
+    """A numeric cell: its ratio to the baseline, "(×r)", on a line of its own, so wide cost tables fit a page."""
+    return text_html(value).replace(" (×", "<br>(×")
+
+
 def table_html(frame) -> str:
     """A pandas frame of strings as an HTML table (header = columns)."""
     head = "".join(f"<th>{escape(str(column))}</th>" for column in frame.columns)
@@ -55,7 +60,7 @@ def table_html(frame) -> str:
         cells = []
         for column, value in zip(frame.columns, values):
             classes = _cell_class(str(column), str(value))
-            cells.append(f"<td class='{classes}'>{text_html(value)}</td>" if classes else f"<td>{text_html(value)}</td>")
+            cells.append(f"<td class='{classes}'>{_cell_html(value)}</td>" if classes else f"<td>{text_html(value)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 

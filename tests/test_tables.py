@@ -179,6 +179,7 @@ def test_tables_html_shows_description_status_and_both_figures(bench):
     assert "Runs per cell" in page and "Failed runs" in page and "NonFiniteLoss" in page
     assert page.count("src='data:image/png;base64,") == 2  # ablation.png and pictures.png, embedded
     assert "<td class='num'>73.3 ±" in page  # numbers right-aligned
+    assert "<br>(×1.000)</td>" in page  # ratios on their own line: the cost table fits the page
     for table in tables.TABLES:  # one page per table, for the Snakemake report
         assert "Synthetic check" in (bench / "out" / tables.page_name(table)).read_text()
 
