@@ -285,6 +285,9 @@ def cost_sections(data: dict) -> list[dict]:
             for header, getter, unit in COST_COLUMNS:
                 value, ref = getter(record), getter(base) if base is not None else None
                 ratio = f" (×{value / ref:.3f})" if value is not None and ref else ""
+                spread = record.get("step_time_ratio") if header == "step time" else None
+                if isinstance(spread, dict):  # a frame gives NaN to the rows without one
+                    ratio = f" (×{spread['median']:.3f}, IQR {spread['q1']:.3f}–{spread['q3']:.3f})"
                 row[header] = _si(value, unit) + ratio
             table.append(row)
         def distinct(*keys):
@@ -302,7 +305,9 @@ def cost_sections(data: dict) -> list[dict]:
             "(activations, gradients, temporaries; not the weights, optimizer state or batch that exist before it): "
             "what the method itself needs (CPU: PyTorch profiler allocation events; CUDA: max_memory_allocated; "
             "– = not measured). "
-            "(×r) = ratio to the baseline row. "
+            "(×r) = ratio to the baseline row; for step time, where the row gives an IQR, the median of per-round "
+            "ratios over interleaved rounds (one baseline step and one step of the row's config per round, in one "
+            "process) and their interquartile range. "
             + ("Measured inside the training runs (first seed), concurrently with other jobs."
                if from_runs else "Measured by the cost rule (`srlib cost`), one job per row.")
         )

@@ -37,6 +37,7 @@ from srlib.data.check import check_items, fingerprint
 from srlib.results import (CONFIG_HASH, DATA_FINGERPRINT, METRICS_FILE, RUN_ARTIFACTS, append_history, read_history,
                            read_json, run_record, same_run, truncate_history, write_json_atomic)
 from srlib.rundir import kill_point, replace_durably
+from srlib.stats import ratio_spread
 from srlib.sweep import config_axes, run_axes
 
 log = logging.getLogger("srlib.train")
@@ -444,17 +445,41 @@ def log_finished_run(tracker, out_dir: Path, record: dict) -> None:
 def measure_cost(cfg: dict) -> dict:
     """``srlib cost``: parameters and FLOPs of the test-time and training models, the median step time and
     peak memory over ``run.cost_steps`` real training steps (after warm-up steps), and the tensor memory of
-    one more step on the last batch (``srlib.cost.step_tensor_memory``, in MiB)."""
+    one more step on the last batch (``srlib.cost.step_tensor_memory``, in MiB).
+
+    A config with any SR term on is then timed again against its baseline (the same config with MEA, SR-F
+    and SR-L off, so no exits): ``run.cost_steps`` interleaved rounds on the same batches, one step of each
+    per round, so machine load hits both alike. ``step_time_ratio`` = {"median", "q1", "q3", "n"} of the
+    per-round ratios (``srlib.stats.ratio_spread``); absent for a baseline config."""
     run = Run(cfg, out_dir=None)
     run.model.train()
     run.iteration = cfg["optim"]["sr_warmup_iters"]  # time the steps with SR switched on
     steps = TIMING_WARMUP_STEPS + cfg["run"]["cost_steps"]
-    for _, batch in zip(range(steps), run.loader()):
+    batches = [batch for _, batch in zip(range(steps), run.loader())]
+    for batch in batches:
         run.timed_step(batch)
     cost = run.cost()  # before the profiled step: its time and memory are the plain steps'
-    memory = step_tensor_memory(lambda: run.train_step(batch), run.device)
-    return {"config_hash": run.hash, "config": cfg, "threads": cfg["threads"], "device": str(run.device), **cost,
-            "step_tensor_memory_mib": memory["peak_bytes"] / 2**20, "step_tensor_memory_kind": memory["kind"]}
+    memory = step_tensor_memory(lambda: run.train_step(batches[-1]), run.device)
+    record = {"config_hash": run.hash, "config": cfg, "threads": cfg["threads"], "device": str(run.device), **cost,
+              "step_tensor_memory_mib": memory["peak_bytes"] / 2**20, "step_tensor_memory_kind": memory["kind"]}
+    if any(cfg["loss"][term] for term in ("mea", "srf", "srl")):
+        record["step_time_ratio"] = _interleaved_ratio(run, batches)
+    return record
+
+
+def _interleaved_ratio(run: "Run", batches: list[dict]) -> dict:
+    """Per-round step-time ratios of ``run`` to its baseline over ``batches`` (the first TIMING_WARMUP_STEPS
+    rounds untimed); see ``measure_cost``."""
+    base_cfg = {**run.cfg, "loss": {**run.cfg["loss"], "mea": False, "srf": False, "srl": False}}
+    base = Run(base_cfg, out_dir=None)
+    base.model.train()
+    base.iteration = run.iteration = run.cfg["optim"]["sr_warmup_iters"]
+    base.step_times, run.step_times = [], []
+    for batch in batches:
+        base.timed_step(batch)
+        run.timed_step(batch)
+    timed = slice(TIMING_WARMUP_STEPS, None)
+    return ratio_spread([t for _, t in run.step_times[timed]], [t for _, t in base.step_times[timed]])
 
 
 def _peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:

@@ -58,6 +58,17 @@ def test_cost_rows_compare_with_the_baseline():
     assert ratio_row("x", None, 1.1, "s")["verdict"] == "not measured"
 
 
+@pytest.mark.parametrize("q1, median, q3, verdict", [(1.02, 1.05, 1.08, "supported"), (1.12, 1.16, 1.19, "contradicted"),
+                                                     (1.06, 1.09, 1.13, "inconclusive")])
+def test_step_time_is_judged_on_the_spread_of_interleaved_rounds(q1, median, q3, verdict):
+    base = {"sr": "baseline", "exit": "none", "step_time_s": 1.0}
+    full = {"sr": "mea+srf+srl", "exit": "light", "step_time_s": 1.0,  # the medians alone would say x1.000
+            "step_time_ratio": {"median": median, "q1": q1, "q3": q3, "n": 10}}
+    row = next(r for r in cost_rows([base, full], "light") if "step time" in r["claim"])
+    assert row["verdict"].startswith(verdict)
+    assert row["effect"] == f"×{median:.3f} s per step (IQR {q1:.3f}–{q3:.3f}, 10 interleaved rounds)"
+
+
 def test_claims_sections_from_runs():
     rows = []
     for sr, shift in (("baseline", 0.0), ("mea", 0.02), ("mea+srf+srl", -0.1)):

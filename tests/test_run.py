@@ -139,3 +139,16 @@ def test_a_pixel_loss_registered_at_run_time_validates_and_trains_a_step(data_ro
     terms = run.timed_step(next(iter(run.loader())))
     assert set(terms) == {"seg", "seg_head", "cls", "srf", "total"} and bool(terms["total"].isfinite())
 
+
+
+def test_cost_of_an_sr_config_times_it_against_its_baseline_in_interleaved_rounds(config, tmp_path):
+    out = tmp_path / "cost.json"
+    assert main(["cost", str(config), "--set", "run.cost_steps=3", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    spread = record["step_time_ratio"]  # one baseline step and one all-SR step per round, 3 timed rounds
+    assert spread["n"] == 3 and 0 < spread["q1"] <= spread["median"] <= spread["q3"]
+    assert record["step_time_s"] > 0 and record["params_train"] > record["params_test"]
+    base = tmp_path / "base.json"
+    assert main(["cost", str(config), "--set", "run.cost_steps=3", "--set", "loss.mea=false", "--set", "loss.srf=false",
+                 "--set", "loss.srl=false", "--out", str(base)]) == 0
+    assert "step_time_ratio" not in json.loads(base.read_text())  # a baseline has nothing to be timed against

@@ -152,6 +152,9 @@ def test_cost_tables_are_split_by_pixel_loss_with_their_own_baselines():
     assert [s["title"] for s in sections] == ["gen · tiny · pixel loss ce", "gen · tiny · pixel loss lal"]
     assert list(sections[0]["frame"]["step time"]) == ["0.100 s (×1.000)", "0.200 s (×2.000)"]
     assert list(sections[1]["frame"]["step time"]) == ["0.400 s (×1.000)", "0.500 s (×1.250)"]
+    records[1]["step_time_ratio"] = {"median": 1.159, "q1": 1.14, "q3": 1.184, "n": 10}  # interleaved rounds win
+    [ce, _] = tables.cost_sections({"costs": records, "costs_from_runs": False})
+    assert list(ce["frame"]["step time"]) == ["0.100 s (×1.000)", "0.200 s (×1.159, IQR 1.140–1.184)"]
 
 
 def test_a_table_is_one_function_and_one_entry(bench, monkeypatch):
