@@ -469,7 +469,7 @@ def measure_cost(cfg: dict) -> dict:
 
 def _interleaved_ratio(run: "Run", batches: list[dict]) -> dict:
     """Per-round step-time ratios of ``run`` to its baseline over ``batches`` (the first TIMING_WARMUP_STEPS
-    rounds untimed); see ``measure_cost``."""
+    rounds untimed, unless that leaves none: a config with fewer iterations); see ``measure_cost``."""
     base_cfg = {**run.cfg, "loss": {**run.cfg["loss"], "mea": False, "srf": False, "srl": False}}
     base = Run(base_cfg, out_dir=None)
     base.model.train()
@@ -478,7 +478,7 @@ def _interleaved_ratio(run: "Run", batches: list[dict]) -> dict:
     for batch in batches:
         base.timed_step(batch)
         run.timed_step(batch)
-    timed = slice(TIMING_WARMUP_STEPS, None)
+    timed = slice(TIMING_WARMUP_STEPS if len(batches) > TIMING_WARMUP_STEPS else 0, None)  # a short run: all
     return ratio_spread([t for _, t in run.step_times[timed]], [t for _, t in base.step_times[timed]])
 
 

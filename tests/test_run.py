@@ -152,3 +152,6 @@ def test_cost_of_an_sr_config_times_it_against_its_baseline_in_interleaved_round
     assert main(["cost", str(config), "--set", "run.cost_steps=3", "--set", "loss.mea=false", "--set", "loss.srf=false",
                  "--set", "loss.srl=false", "--out", str(base)]) == 0
     assert "step_time_ratio" not in json.loads(base.read_text())  # a baseline has nothing to be timed against
+    short = tmp_path / "short.json"  # fewer iterations than the warm-up: every round is timed
+    assert main(["cost", str(config), "--set", "optim.iters=3", "--out", str(short)]) == 0
+    assert json.loads(short.read_text())["step_time_ratio"]["n"] == 3
