@@ -22,8 +22,6 @@ def _pyplot():
 
 def _significance(group, names: list[str], metric: str, level: float) -> dict[str, float]:
     """p of the paired t-test of each SR combination against the baseline (NaN without one)."""
-    import math
-
     base = group[group["sr"] == "baseline"]
     if base.empty:
         return {sr: math.nan for sr in names}

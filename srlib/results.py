@@ -46,6 +46,7 @@ from pathlib import Path
 
 import yaml
 
+from srlib.rundir import replace_durably
 from srlib.sweep import AXES, config_axes, run_axes, sr_rank
 
 METRICS_FILE = "metrics.json"
@@ -118,13 +119,12 @@ def read_history(run_dir: str | Path) -> list[dict]:
 
 
 def truncate_history(run_dir: str | Path, length: int) -> None:
-    """Keep the first ``length`` points of the run's history (those a checkpoint covers), atomically."""
+    """Keep the first ``length`` points of the run's history (those a checkpoint covers), atomically and
+    durably, as history.jsonl is appended (``srlib.rundir.replace_durably``)."""
     path = Path(run_dir) / HISTORY_FILE
     lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
     if len(lines) > length:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(lines[:length]))
-        os.replace(tmp, path)
+        replace_durably(path, lambda tmp: tmp.write_text("".join(lines[:length])))
 
 
 def read_json(path: str | Path) -> dict:

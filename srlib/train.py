@@ -38,7 +38,7 @@ from srlib.results import (CONFIG_HASH, DATA_FINGERPRINT, METRICS_FILE, RUN_ARTI
                            read_json, run_record, same_run, truncate_history, write_json_atomic)
 from srlib.rundir import kill_point, replace_durably
 from srlib.stats import ratio_spread
-from srlib.sweep import config_axes, run_axes
+from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
 
 log = logging.getLogger("srlib.train")
 
@@ -423,9 +423,7 @@ def complete(cfg: dict, out_dir: Path, record: dict, tracker=None) -> None:
         if not checkpoint.exists():
             return  # completed before
         if cfg["tracking"]["enabled"] and rundir.read_run_id(out_dir) is not None:
-            from srlib.tracking import run_tags
-
-            tracker = open_tracker(cfg, out_dir, run_tags(record["config_hash"], record["device"], cfg["threads"]))
+            tracker = open_tracker(cfg, out_dir, record["tags"])  # the tags the run was opened with
     if tracker is not None:
         log_finished_run(tracker, out_dir, record)
     kill_point("tracking-finished")
@@ -462,7 +460,7 @@ def measure_cost(cfg: dict) -> dict:
     memory = step_tensor_memory(lambda: run.train_step(batches[-1]), run.device)
     record = {"config_hash": run.hash, "config": cfg, "threads": cfg["threads"], "device": str(run.device), **cost,
               "step_tensor_memory_mib": memory["peak_bytes"] / 2**20, "step_tensor_memory_kind": memory["kind"]}
-    if any(cfg["loss"][term] for term in ("mea", "srf", "srl")):
+    if sr_from_flags(cfg["loss"]) != "baseline":
         record["step_time_ratio"] = _interleaved_ratio(run, batches)
     return record
 
@@ -470,7 +468,7 @@ def measure_cost(cfg: dict) -> dict:
 def _interleaved_ratio(run: "Run", batches: list[dict]) -> dict:
     """Per-round step-time ratios of ``run`` to its baseline over ``batches`` (the first TIMING_WARMUP_STEPS
     rounds untimed, unless that leaves none: a config with fewer iterations); see ``measure_cost``."""
-    base_cfg = {**run.cfg, "loss": {**run.cfg["loss"], "mea": False, "srf": False, "srl": False}}
+    base_cfg = {**run.cfg, "loss": {**run.cfg["loss"], **sr_flags("baseline")}}
     base = Run(base_cfg, out_dir=None)
     base.model.train()
     base.iteration = run.iteration = run.cfg["optim"]["sr_warmup_iters"]

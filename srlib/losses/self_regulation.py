@@ -235,8 +235,7 @@ def self_regulation_loss(
             target, num_classes, void_as_background=variant == "official" and has_background,
             ignore_index=ignore_index,
         )
-        per_exit = [gt[i] for i in supervised]
-        terms["seg"] = sum(per_exit)
+        terms["seg"] = sum(gt.values())  # every exit, in order
         terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)
     else:
         terms["seg"] = gt[len(logits) - 1]
@@ -257,5 +256,5 @@ def self_regulation_loss(
 
     weights = {"seg": w_seg if mea else 1.0, "cls": w_cls, "srf": w_srf, "srl": w_srl}
     terms["total"] = sum(weights[name] * term for name, term in terms.items())
-    terms["seg_head"] = per_exit[-1] if mea else terms["seg"]  # comparable across runs with and without MEA
+    terms["seg_head"] = gt[len(logits) - 1]  # the head's own: comparable across runs with and without MEA
     return terms
