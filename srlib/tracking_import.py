@@ -91,8 +91,8 @@ def import_runs(run_dirs, uri: str, experiment: str, *, benchmark: str | None = 
     benchmark (``benchmark`` tags those without one) become children of its parent run; ``attach``
     (tables, figures) are logged to that parent, ``description`` describes the experiment.
 
-    A run whose config hash already has a run with the same status in the experiment (imported, or
-    tracked live to the end) is skipped, so importing twice adds nothing. An import interrupted
+    A run whose config hash and data fingerprint already have a run with the same status in the experiment
+    (imported, or tracked live to the end) is skipped, so importing twice adds nothing. An import interrupted
     half-way leaves a RUNNING run, which does not count: the next import adds a complete one.
 
     Returns {"imported": n, "skipped": n, "missing": n} (missing = directory without metrics.json,
