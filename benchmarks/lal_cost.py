@@ -2,6 +2,7 @@
 
     python benchmarks/lal_cost.py --threads 1          # 4 x 21 x 256 x 256 logits, w = 5, k = 3
     python benchmarks/lal_cost.py --device cuda        # also: --rounds 30, --labels voc, --clock cpu, --naive
+    python benchmarks/lal_cost.py --allocator system   # only glibc's default allocator behaviour (faster)
 
 Losses on the same random logits (requires_grad) and labels: ``ce`` (torch cross-entropy,
 ignore 255), ``lal`` (srlib's LAL: convolution plus a sparse correction at label boundaries) and,
@@ -21,7 +22,15 @@ Time: ``--rounds`` rounds after two warm-up calls of each; in every round each (
 runs one ``loss(logits, target).backward()``, in turn, so machine load hits them alike. Each
 ratio is computed per round (loss time / reference time of the same round) and reported as its
 median and interquartile range over the rounds: a ratio whose range straddles a threshold is not
-distinguishable from it on that machine. ``--clock wall`` (default) times wall-clock seconds;
+distinguishable from it on that machine. On the CPU the rounds run twice (``--allocator both``, the
+default): ``system``, in this process with glibc's defaults, which hand a freed block of this size back
+to the kernel (unmapped, or trimmed off the heap) often enough that a later call page-faults fresh
+zeroed pages in, a cost that lands on whichever loss allocates next, in bursts (a loss's time is
+bimodal across rounds); and ``retain``, in a child process where glibc keeps freed memory for reuse
+(``MALLOC_MMAP_THRESHOLD_`` at its 32 MiB ceiling, ``MALLOC_TRIM_THRESHOLD_`` out of reach), so every
+round after the warm-up times the kernels alone, as with an allocator that reuses its memory (PyTorch's
+CUDA caching allocator always does). Maps over 32 MiB still page-fault under ``retain``.
+``--clock wall`` (default) times wall-clock seconds;
 ``--clock cpu`` times the calling thread's CPU seconds, which a descheduled thread does not
 accrue (use it on a shared machine, with ``--threads 1``: with more threads than free cores
 every parallel op waits for a descheduled thread, which punishes a loss made of many small ops
@@ -130,6 +139,10 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+# glibc keeps what is freed for reuse: allocations up to 32 MiB (its ceiling) come from the heap, never trimmed.
+RETAIN_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
+
 def round_times(runs, args, device, size, labels):
     """{(loss, layout): [seconds per round]}, the runs interleaved within every round."""
     inputs = {layout: make_inputs(args, device, size, labels, layout) for _, layout in runs}
@@ -170,18 +183,27 @@ def child_peak_rss(name, args, size, labels, layout):
     return peaks
 
 
+def run_child(args, size, labels, env, *flags):
+    """The JSON this script prints when run as a child with ``flags`` and this run's settings, under ``env``."""
+    command = [sys.executable, __file__, *flags, "--size", str(size), "--labels", labels, "--batch", str(args.batch),
+               "--classes", str(args.classes), "--window", str(args.window), "--k", str(args.k),
+               "--rounds", str(args.rounds), "--clock", args.clock, "--threads", str(args.threads)]
+    result = subprocess.run(command, env=dict(os.environ, **env), capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def retained_times(runs, args, size, labels):
+    """round_times on the CPU in a child process whose allocator retains freed memory (RETAIN_ENV)."""
+    names = ",".join(f"{name}:{layout}" for name, layout in runs)
+    times = run_child(args, size, labels, RETAIN_ENV, "--child-times", names)["seconds"]
+    return {tuple(run.split(":")): seconds for run, seconds in times.items()}
+
+
 def cpu_peaks(runs, args, size, labels):
     """{(loss, layout): [peak bytes per round]}, one child process per run."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    flags = ["--size", str(size), "--labels", labels, "--batch", str(args.batch), "--classes", str(args.classes),
-             "--window", str(args.window), "--k", str(args.k), "--rounds", str(args.rounds)]
-    flags += ["--threads", str(args.threads)] if args.threads else []
-    peaks = {}
-    for name, layout in runs:
-        command = [sys.executable, __file__, "--child-rss", name, "--layout", layout] + flags
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-        peaks[name, layout] = json.loads(result.stdout)["peak_bytes"]
-    return peaks
+    env = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+    return {(name, layout): run_child(args, size, labels, env, "--child-rss", name, "--layout", layout)["peak_bytes"]
+            for name, layout in runs}
 
 
 def cuda_peaks(runs, args, device, size, labels):
@@ -207,20 +229,31 @@ def cuda_peaks(runs, args, device, size, labels):
 def report(device, args, size, labels, names):
     """Measure every (loss, layout) of one label kind and print the table."""
     runs = [(name, layout) for name in names for layout in args.layouts]
-    times = round_times(runs, args, device, size, labels)
+    allocators = ("system", "retain") if args.allocator == "both" else (args.allocator,)
+    if device.type == "cuda":
+        allocators = ("cuda",)
+    times = {allocator: retained_times(runs, args, size, labels) if allocator == "retain"
+             else round_times(runs, args, device, size, labels) for allocator in allocators}
     peaks = cpu_peaks(runs, args, size, labels) if device.type == "cpu" else cuda_peaks(runs, args, device, size, labels)
-    reference = min((run for run in runs if run[0] == "ce"), key=lambda run: statistics.median(times[run]))
+    references = {allocator: min((run for run in runs if run[0] == "ce"), key=lambda run: statistics.median(runs_times[run]))
+                  for allocator, runs_times in times.items()}
+    memory_reference = references[allocators[0]]
     boundary = boundary_share(make_inputs(args, torch.device("cpu"), size, labels, "channels-first")[1], args.window)
     print(f"\n{device.type}: logits {args.batch} x {args.classes} x {size} x {size}, {labels} labels "
           f"({boundary:.1%} of valid pixels near a label boundary), w = {args.window}, k = {args.k}, "
           f"forward + backward, threads = {torch.get_num_threads()}, {args.rounds} interleaved rounds, "
-          f"{args.clock} clock; ratios to ce {reference[1]} (median [interquartile range] of per-round ratios)")
-    print(f"{'loss':<10} {'layout':<15} {'median ms':>10} {'time / ref':>20} {'peak MiB':>9} {'mem / ref':>20}")
+          f"{args.clock} clock; ratios (median [interquartile range] of per-round ratios) to ce at its fastest layout "
+          f"under the same allocator; memory to ce {memory_reference[1]}")
+    header = "".join(f" {allocator + ' ms':>11} {'time / ref':>20}" for allocator in allocators)
+    print(f"{'loss':<10} {'layout':<15}{header} {'peak MiB':>9} {'mem / ref':>20}")
     for run in runs:
-        time_ratio = ratio_spread(times[run], times[reference])
-        mem_ratio = ratio_spread(peaks[run], peaks[reference])
-        print(f"{run[0]:<10} {run[1]:<15} {statistics.median(times[run]) * 1e3:>10.2f} "
-              f"{_ratio_text(time_ratio):>20} {statistics.median(peaks[run]) / 2**20:>9.1f} {_ratio_text(mem_ratio):>20}")
+        columns = "".join(
+            f" {statistics.median(times[allocator][run]) * 1e3:>11.2f} "
+            f"{_ratio_text(ratio_spread(times[allocator][run], times[allocator][references[allocator]])):>20}"
+            for allocator in allocators)
+        mem_ratio = ratio_spread(peaks[run], peaks[memory_reference])
+        print(f"{run[0]:<10} {run[1]:<15}{columns} {statistics.median(peaks[run]) / 2**20:>9.1f} "
+              f"{_ratio_text(mem_ratio):>20}")
 
 
 def _ratio_text(ratio):
@@ -242,9 +275,12 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--labels", choices=("voc", "random", "both"), default="both")
     parser.add_argument("--layout", choices=(*LAYOUTS, "both"), default="both")
+    parser.add_argument("--allocator", choices=("system", "retain", "both"), default="both",
+                        help="CPU timing with glibc's default allocator behaviour, with freed memory retained, or both")
     parser.add_argument("--naive", action="store_true", help="also time lal-naive, on voc labels at --naive-size")
     parser.add_argument("--naive-size", type=int, default=0, help="image size for lal-naive (0: same as --size)")
     parser.add_argument("--child-rss", help=argparse.SUPPRESS)
+    parser.add_argument("--child-times", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.layouts = tuple(LAYOUTS) if args.layout == "both" else (args.layout,)
     if args.threads:
@@ -252,6 +288,11 @@ def main():
     if args.child_rss:
         peaks = child_peak_rss(args.child_rss, args, args.size, args.labels, args.layout)
         print(json.dumps({"peak_bytes": peaks}))
+        return
+    if args.child_times:
+        runs = [tuple(run.split(":")) for run in args.child_times.split(",")]
+        times = round_times(runs, args, torch.device("cpu"), args.size, args.labels)
+        print(json.dumps({"seconds": {":".join(run): seconds for run, seconds in times.items()}}))
         return
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "auto": ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])}
     kinds = ("voc", "random") if args.labels == "both" else (args.labels,)
