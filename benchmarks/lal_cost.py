@@ -15,8 +15,8 @@ pixel (the worst case). Each loss runs on both logit layouts: ``channels-first``
 contiguous NCHW, what GPUs and most models produce) and ``channels-last`` (what srlib's segmentor
 returns on CPU).
 
-Reference: cross-entropy at its fastest layout (lowest median time) for that label kind; every
-ratio is to it, time and memory alike.
+Reference: cross-entropy at its fastest layout (lowest median time) for that label kind and
+allocator; time ratios are to it, memory ratios to the reference of the first time column.
 
 Time: ``--rounds`` rounds after two warm-up calls of each; in every round each (loss, layout)
 runs one ``loss(logits, target).backward()``, in turn, so machine load hits them alike. Each
