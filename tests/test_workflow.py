@@ -118,6 +118,13 @@ def test_benchmark_typos_are_rejected_naming_the_key(work, change, named):
     assert len((result.stdout + result.stderr).splitlines()) < 20  # the key, not a dump of the schema
 
 
+def test_a_benchmark_without_a_description_sets_up_its_tracking(work, tmp_path):
+    store = tmp_path / "mlflow.db"
+    bench = {**TINY, "name": "plain", "tracking": {"uri": f"sqlite:///{store}"}}  # no "description" key
+    snakemake(work, "results/plain/mlflow_experiment.txt", "--cores", "1", "--configfile", write_bench(work, bench))
+    assert store.is_file() and (work / "results/plain/mlflow_experiment.txt").read_text().strip()
+
+
 def test_adding_a_seed_schedules_only_the_new_runs(work):
     bench = json.loads(json.dumps(TINY))
     path = write_bench(work, bench)

@@ -16,7 +16,7 @@ rule init_tracking:
     localrule: True
     shell:
         "{PYTHON:q} -m srlib init-tracking --uri {params.uri:q} --experiment {params.experiment:q} "
-        "--benchmark {params.benchmark:q} --description {params.description:q} --marker {output:q} > {log:q} 2>&1"
+        "--benchmark {params.benchmark:q} --description={params.description:q} --marker {output:q} > {log:q} 2>&1"
 
 
 rule generate_data:
