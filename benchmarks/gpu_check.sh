@@ -163,11 +163,15 @@ for path in runs:
     assert (cfg["device"], cfg["optim"]["amp"], cfg["optim"]["channels_last"]) == ("cuda", True, True), path
     log = (path.parent / "train.log").read_text()
     assert f"gpu_slot: CUDA_VISIBLE_DEVICES={gpu}" in log, path.parent / "train.log"
-cost = (bench / "cost.md").read_text()
-assert "cuda_max_allocated" in cost, "cost table does not report CUDA peak memory"
+from srlib.results import MEMORY_KINDS
+costs = [json.loads(p.read_text()) for p in sorted((bench / "cost").rglob("*.json"))]
+assert costs and all((c["memory_kind"], c["step_tensor_memory_kind"]) == ("cuda_max_allocated", "cuda_step_allocated")
+                     for c in costs), [(c["memory_kind"], c["step_tensor_memory_kind"]) for c in costs]
+assert all(c["step_tensor_memory_mib"] > 0 for c in costs), [c["step_tensor_memory_mib"] for c in costs]
+assert MEMORY_KINDS["cuda_max_allocated"] in (bench / "cost.md").read_text(), "cost table does not report CUDA peak memory"
 miou = [json.loads(p.read_text())["metrics"]["miou"] for p in runs]
 print(f"sweep: 4 runs FINISHED on cuda (bf16 AMP, channels-last), mIoU {min(miou):.3f}-{max(miou):.3f}; "
-      f"cost table: CUDA peak memory; tables in {bench}")
+      f"cost: CUDA peak and step tensor memory ({len(costs)} configs); tables in {bench}")
 EOF
 }
 export -f sweep
