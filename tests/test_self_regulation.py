@@ -189,6 +189,24 @@ def test_bfloat16_outputs_give_float32_terms(variant):
     assert all(term.dtype == torch.float32 for term in terms.values())
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_terms_inside_an_autocast_region_are_the_float32_terms(variant):
+    # A training loop that computes the loss inside its bf16 autocast region gets the same float32 terms and
+    # gradients as one that leaves the region first (autocast would otherwise run the upsampling in bf16).
+    torch.manual_seed(0)
+    shapes = [("seg", (2, 3, 4, 4)), ("cls", (2, 3)), ("feats", (2, 4, 4, 4))]
+    out = {key: [torch.randn(*shape).bfloat16().requires_grad_() for _ in range(3)] for key, shape in shapes}
+    target = torch.randint(0, 3, (2, 16, 16))
+    plain = loss(out, target, variant, 3, mea=True, srf=True, srl=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = loss(out, target, variant, 3, mea=True, srf=True, srl=True)
+    assert all(inside[name].dtype == torch.float32 and torch.equal(inside[name], plain[name]) for name in plain)
+    leaves = [z for key, _ in shapes for z in out[key]]
+    expected = torch.autograd.grad(plain["total"], leaves, allow_unused=True)
+    got = torch.autograd.grad(inside["total"], leaves, allow_unused=True)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(expected, got))
+
+
 # ---- gradients --------------------------------------------------------------------------------
 
 

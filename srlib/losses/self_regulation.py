@@ -36,7 +36,8 @@ Decisions shared by every variant:
 - Distillation terms (SR-F, SR-L) always use plain (soft) cross-entropy; ``pixel_loss`` (focal,
   LAL, ...) replaces only the ground-truth segmentation loss.
 - A teacher is detached inside the term it teaches: it receives no gradient from that term.
-- Every term is computed in float32, whatever dtype the model returns (bf16 / fp16 autocast).
+- Every term is computed in float32, whatever dtype the model returns (bf16 / fp16 autocast), and with autocast
+  off, so a caller may compute the loss inside its autocast region.
 - Without MEA nothing supervises exits 1..N-1 or the class logits, so SR-F then distils from an
   untrained exit 1 and SR-L from an untrained c_N. The grid still runs those cells, as asked.
 
@@ -210,51 +211,54 @@ def self_regulation_loss(
         w_seg=w_seg, w_cls=w_cls, w_srf=w_srf, w_srl=w_srl,
     )
     check_outputs(out, mea=mea, srf=srf, srl=srl, variant=variant, num_classes=num_classes)
-    size = target.shape[-2:]
-    seg, cls = out["seg"], [c.float() for c in out.get("cls") or []]
-    needs_all = mea or (srf and variant != "paper-features")
-    logits = [resize_bilinear(z.float(), size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
-    n_valid = (target != ignore_index).sum().clamp_min(1)  # 0 loss, not NaN, when every pixel is ignore
-    # Official SR-F's pseudo-label: every pixel counts (no ignore value among class ids).
-    pseudo = class_argmax(logits[0].detach()) if srf and variant == "official" else None
-    supervised = range(len(logits)) if mea else range(len(logits) - 1, len(logits))
-    gt, distilled = {}, {}  # exit -> its ground-truth pixel loss; its official SR-F cross-entropy
-    for i in range(len(logits)):
-        # With the default CE, one log-softmax of an exit serves its ground-truth CE and its SR-F CE.
-        targets = [(target, ignore_index, n_valid)] if i in supervised and pixel_loss is None else []
-        targets += [(pseudo, -100, pseudo.numel())] if pseudo is not None and i > 0 else []
-        values = nll_terms(logits[i], targets) if targets else []
-        if i in supervised:
-            gt[i] = values.pop(0) if pixel_loss is None else pixel_loss(logits[i], target)
-        if pseudo is not None and i > 0:
-            distilled[i] = values.pop(0)
+    # Autocast off: a caller's bf16 / fp16 region would otherwise run the upsampling's matrix products in low
+    # precision; every term is float32 wherever the loss is called.
+    with torch.autocast(out["seg"][-1].device.type, enabled=False):
+        size = target.shape[-2:]
+        seg, cls = out["seg"], [c.float() for c in out.get("cls") or []]
+        needs_all = mea or (srf and variant != "paper-features")
+        logits = [resize_bilinear(z.float(), size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
+        n_valid = (target != ignore_index).sum().clamp_min(1)  # 0 loss, not NaN, when every pixel is ignore
+        # Official SR-F's pseudo-label: every pixel counts (no ignore value among class ids).
+        pseudo = class_argmax(logits[0].detach()) if srf and variant == "official" else None
+        supervised = range(len(logits)) if mea else range(len(logits) - 1, len(logits))
+        gt, distilled = {}, {}  # exit -> its ground-truth pixel loss; its official SR-F cross-entropy
+        for i in range(len(logits)):
+            # With the default CE, one log-softmax of an exit serves its ground-truth CE and its SR-F CE.
+            targets = [(target, ignore_index, n_valid)] if i in supervised and pixel_loss is None else []
+            targets += [(pseudo, -100, pseudo.numel())] if pseudo is not None and i > 0 else []
+            values = nll_terms(logits[i], targets) if targets else []
+            if i in supervised:
+                gt[i] = values.pop(0) if pixel_loss is None else pixel_loss(logits[i], target)
+            if pseudo is not None and i > 0:
+                distilled[i] = values.pop(0)
 
-    terms = {}
-    if mea:
-        presence = presence_labels(
-            target, num_classes, void_as_background=variant == "official" and has_background,
-            ignore_index=ignore_index,
-        )
-        terms["seg"] = sum(gt.values())  # every exit, in order
-        terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)
-    else:
-        terms["seg"] = gt[len(logits) - 1]
+        terms = {}
+        if mea:
+            presence = presence_labels(
+                target, num_classes, void_as_background=variant == "official" and has_background,
+                ignore_index=ignore_index,
+            )
+            terms["seg"] = sum(gt.values())  # every exit, in order
+            terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)
+        else:
+            terms["seg"] = gt[len(logits) - 1]
 
-    if pseudo is not None:
-        terms["srf"] = sum(distilled.values())
-    elif srf and variant == "paper":
-        valid = target != ignore_index
-        terms["srf"] = sum(_valid_mean(soft_cross_entropy(z, logits[0], tau), valid) for z in logits[1:])
-    elif srf:
-        terms["srf"] = _srf_features(out["feats"], target, tau, ignore_index)
+        if pseudo is not None:
+            terms["srf"] = sum(distilled.values())
+        elif srf and variant == "paper":
+            valid = target != ignore_index
+            terms["srf"] = sum(_valid_mean(soft_cross_entropy(z, logits[0], tau), valid) for z in logits[1:])
+        elif srf:
+            terms["srf"] = _srf_features(out["feats"], target, tau, ignore_index)
 
-    if srl and variant == "official":
-        soft = torch.sigmoid(cls[-1].detach())
-        terms["srl"] = sum(F.binary_cross_entropy_with_logits(c, soft) for c in cls[:-1])
-    elif srl:
-        terms["srl"] = sum(soft_cross_entropy(c, cls[-1], tau).mean() for c in cls[:-1])
+        if srl and variant == "official":
+            soft = torch.sigmoid(cls[-1].detach())
+            terms["srl"] = sum(F.binary_cross_entropy_with_logits(c, soft) for c in cls[:-1])
+        elif srl:
+            terms["srl"] = sum(soft_cross_entropy(c, cls[-1], tau).mean() for c in cls[:-1])
 
-    weights = {"seg": w_seg if mea else 1.0, "cls": w_cls, "srf": w_srf, "srl": w_srl}
-    terms["total"] = sum(weights[name] * term for name, term in terms.items())
-    terms["seg_head"] = gt[len(logits) - 1]  # the head's own: comparable across runs with and without MEA
-    return terms
+        weights = {"seg": w_seg if mea else 1.0, "cls": w_cls, "srf": w_srf, "srl": w_srl}
+        terms["total"] = sum(weights[name] * term for name, term in terms.items())
+        terms["seg_head"] = gt[len(logits) - 1]  # the head's own: comparable across runs with and without MEA
+        return terms
