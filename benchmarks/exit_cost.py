@@ -7,6 +7,8 @@ stem is exit 1); 4 skips the stem, so the difference between the two rows is the
     python benchmarks/exit_cost.py
 """
 
+import argparse
+
 from srlib.claims import training_counts
 from srlib.models import EXITS
 
@@ -17,6 +19,7 @@ SETTINGS = (  # (preset, input side in px, classes, build overrides)
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     print("| preset | input | exit | min_exit_stride | training MACs | × baseline | training params | × baseline |")
     print("|---|---|---|---|---|---|---|---|")
     for preset, size, classes, overrides in SETTINGS:

@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lal_cost import _ratio_text, _status_kb, spread, sync, voc_like_masks  # noqa: E402
+from lal_cost import _ratio_text, _status_kb, sync, voc_like_masks  # noqa: E402
 
 from srlib.losses.dense_crf import densecrf_loss  # noqa: E402
+from srlib.stats import ratio_spread  # noqa: E402
 
 SETTINGS = {
     "generated": {"batch": 8, "classes": 10, "size": 128, "stride_out": 16,
@@ -138,8 +139,8 @@ def report(args, device):
           f"interleaved rounds, {args.clock} clock; ratios to ce (median [interquartile range] of per-round ratios)")
     print(f"{'loss':<10} {'median ms':>10} {'time / ce':>20} {'peak MiB':>9} {'mem / ce':>20}")
     for name in LOSSES:
-        time_ratio = spread([t / r for t, r in zip(times[name], times["ce"])])
-        mem_ratio = spread([p / max(r, 1) for p, r in zip(peaks[name], peaks["ce"])])
+        time_ratio = ratio_spread(times[name], times["ce"])
+        mem_ratio = ratio_spread(peaks[name], [max(r, 1) for r in peaks["ce"]])
         print(f"{name:<10} {statistics.median(times[name]) * 1e3:>10.2f} {_ratio_text(time_ratio):>20} "
               f"{statistics.median(peaks[name]) / 2**20:>9.2f} {_ratio_text(mem_ratio):>20}")
 

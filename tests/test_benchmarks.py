@@ -5,8 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 RATIO = r"\d+\.\d\d \[\d+\.\d\d-\d+\.\d\d\]"  # median [interquartile range]
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (REPO / "benchmarks").glob("*.py")))
+def test_every_benchmark_script_imports_and_prints_its_usage(script):
+    result = subprocess.run([sys.executable, REPO / "benchmarks" / script, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
 
 
 def test_lal_cost_times_each_loss_under_both_allocators_against_cross_entropy():
