@@ -2,6 +2,9 @@
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +12,8 @@ from scipy import stats as scipy_stats
 
 from srlib import figures, results, stats, tables
 from srlib.sweep import FULL_SR
+
+REPO = Path(__file__).resolve().parents[1]
 
 BASE = {0: 0.70, 1: 0.72, 2: 0.74}
 FULL = {0: 0.71, 1: 0.74, 2: 0.75}  # differences 0.01, 0.02, 0.01 -> t = 4, df = 2
@@ -192,3 +197,18 @@ def test_score_intervals_stay_within_0_and_100_percent():
     assert tables._pct(0.99, 0.05) == "99.0 (94.0–100.0)"
     assert tables._pct(0.38, 0.019) == "38.0 ± 1.9"
     assert tables._pct(-0.276, 0.086, signed=True) == "-27.6 ± 8.6"  # differences are not clipped
+
+
+@pytest.mark.parametrize("name", ["default", "losses", "weak"])
+def test_committed_result_tables_rebuild_byte_for_byte_from_their_records(name, tmp_path):
+    # What each results/<bench>/README.md promises: srlib tables over the committed run records and cost files
+    # writes the committed .md and .html tables again, byte for byte (a caption changed in code fails here
+    # until the committed tables are rebuilt).
+    results = REPO / "results" / name
+    cost = sorted(str(path) for path in (results / "cost").rglob("*.json"))
+    subprocess.run([sys.executable, "-m", "srlib", "tables", str(results / "reference_runs" / "**" / "seed~*"),
+                    "--out", str(tmp_path), "--benchmark", str(REPO / "benchmarks" / f"{name}.yaml"), "--cost", *cost],
+                   check=True, capture_output=True, cwd=REPO)
+    written = sorted(path.name for path in tmp_path.iterdir() if path.suffix in (".md", ".html"))
+    assert written and all((tmp_path / name).read_bytes() == (results / name).read_bytes() for name in written), [
+        name for name in written if (tmp_path / name).read_bytes() != (results / name).read_bytes()]
