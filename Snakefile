@@ -26,8 +26,12 @@ include: "workflow/rules/cost.smk"
 include: "workflow/rules/tables.smk"
 
 
+# The runs and cost files are targets too, not only the tables' inputs: tables already on disk (committed, or from
+# an earlier sweep under the same name) would otherwise let Snakemake skip runs that do not exist yet.
 rule all:
     input:
         [f"{BENCH_DIR}/{name}" for name in TABLE_FILES],
+        [f"{run_dir}/outcome.json" for run_dir in RUN_DIRS],
+        COST_FILES,
     default_target: True
     localrule: True

@@ -125,6 +125,20 @@ def test_a_benchmark_without_a_description_sets_up_its_tracking(work, tmp_path):
     assert store.is_file() and (work / "results/plain/mlflow_experiment.txt").read_text().strip()
 
 
+def test_tables_already_on_disk_do_not_hide_missing_runs(work):
+    # A fresh clone holds committed tables (and cost files) under results/<name>/; a sweep under that name whose
+    # runs do not exist yet must still train them, and then rebuild the tables.
+    path = write_bench(work, TINY)
+    first = snakemake(work, "-n", "--configfile", path).stdout
+    for name in [*outputs_of("cost", first), *(f"results/tiny/{table}" for table in tables.TABLE_FILES)]:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text("from an earlier sweep\n")
+    second = snakemake(work, "-n", "--configfile", path).stdout
+    assert "Nothing to be done" not in second
+    counts = job_counts(second)
+    assert counts["train"] == 4 and counts["tables"] == 1, counts
+
+
 def test_adding_a_seed_schedules_only_the_new_runs(work):
     bench = json.loads(json.dumps(TINY))
     path = write_bench(work, bench)
