@@ -168,7 +168,13 @@ def _set(cfg: dict, path: list[str], value, where: str) -> None:
     node[path[-1]] = value
 
 
-_VALIDATOR = jsonschema.Draft202012Validator(load_schema())
+# JSON Schema counts 2.0 (and YAML's 2e4) as an integer; counts, sizes, seeds and threads must be ints.
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)),
+)
+_VALIDATOR = StrictValidator(load_schema())
 
 
 def check_schema(cfg: dict, where: str, prefix: str = "", validator=_VALIDATOR) -> None:

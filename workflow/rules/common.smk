@@ -10,18 +10,17 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import jsonschema
 import yaml
 from snakemake.utils import validate
 
 from srlib import sweep
-from srlib.config import check_schema, config_hash
+from srlib.config import StrictValidator, check_schema, config_hash
 from srlib.tables import TABLE_FILES
 
 # The benchmark file is checked first with messages that name the bad key (Snakemake's own message dumps
 # the whole schema); validate() then fills the schema's defaults.
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _schema:
-    check_schema(config, "benchmark file", validator=jsonschema.Draft202012Validator(yaml.safe_load(_schema)))
+    check_schema(config, "benchmark file", validator=StrictValidator(yaml.safe_load(_schema)))
 validate(config, "../schemas/config.schema.yaml")
 
 SWEEP = sweep.expand(config)
