@@ -3,8 +3,8 @@
 import argparse
 import json
 import logging
+import os
 import sys
-from pathlib import Path
 
 from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, config_hash, resolve_config
 
@@ -14,7 +14,14 @@ EXIT_BAD_INPUT = 2
 # A non-finite loss is the one training failure that `srlib run --outcome` records as a FAILED result;
 # anything else (out of memory, a killed worker, a full disk) exits non-zero so the job is retried and
 # resumes from its checkpoint.
-BAD_INPUT = (ConfigError, FileNotFoundError, ValueError)
+BAD_INPUT = (ConfigError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, ValueError)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +76,8 @@ def cmd_cost(args) -> int:
     from srlib.train import measure_cost
 
     cfg = resolve_config(args.config, args.overrides)
+    if os.path.isdir(args.out):  # found before minutes of measuring, not after
+        raise IsADirectoryError(f"--out {args.out} is a directory; give the JSON file to write")
     write_json_atomic(args.out, measure_cost(cfg))
     print(f"wrote {args.out}")
     return 0
@@ -113,11 +122,10 @@ def cmd_init_tracking(args) -> int:
 
 
 def cmd_import_runs(args) -> int:
-    import yaml
-
+    from srlib.results import read_yaml
     from srlib.tracking_import import import_runs
 
-    bench = yaml.safe_load(Path(args.benchmark).read_text()) if args.benchmark else {}
+    bench = read_yaml(args.benchmark) if args.benchmark else {}
     experiment = args.experiment or (bench.get("tracking") or {}).get("experiment") or bench.get("name")
     if not experiment:
         raise ValueError("give --experiment, or --benchmark naming the benchmark file")
@@ -188,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     weak.add_argument("root", help="generated dataset root")
     weak.add_argument("--supervision", choices=("pseudo", "scribble"), default="pseudo")
     weak.add_argument("--noise", type=float, default=DEFAULTS["data"]["pseudo_noise"], help="pseudo-mask strength")
-    weak.add_argument("--limit", type=int, help="score the first N images only")
+    weak.add_argument("--limit", type=_positive_int, help="score the first N images only")
     weak.set_defaults(func=cmd_weak_labels)
 
     scribbles = sub.add_parser("scribbles", help="rasterise ScribbleSup XML files into a label_dir of PNGs")

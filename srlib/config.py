@@ -125,6 +125,13 @@ def tracking_uri(configured: str | None = None, results_dir=RESULTS_DIR, *, abso
     return f"sqlite:///{db.resolve() if absolute else db.as_posix()}"
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a YAML parse error: what is wrong and where ("expected ',' or ']' (line 1, column 3)")."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{getattr(error, 'problem', None) or error}{where}"
+
+
 def load_yaml(text: str):
     """Parse config YAML, reading exponent notation without a dot as a number."""
     return yaml.load(text, Loader=_Loader)
@@ -143,7 +150,10 @@ def parse_override(text: str) -> tuple[list[str], object]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
-    return key.strip().split("."), load_yaml(value)
+    try:
+        return key.strip().split("."), load_yaml(value)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {text}: the value is not valid YAML: {yaml_problem(error)}") from None
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -237,7 +247,7 @@ def resolve_config(source: str | Path | dict | None = None, overrides: list[str]
         try:
             loaded = load_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+            raise ConfigError(f"{path}: not valid YAML: {yaml_problem(error)}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
     else:

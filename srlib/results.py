@@ -46,6 +46,7 @@ from pathlib import Path
 
 import yaml
 
+from srlib.config import yaml_problem
 from srlib.rundir import replace_durably
 from srlib.sweep import AXES, config_axes, run_axes, sr_rank
 
@@ -136,6 +137,19 @@ def read_json(path: str | Path) -> dict:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping file (a run's config.yaml or run.yaml, a benchmark file); {} when empty. ValueError naming
+    the file when it is not valid YAML or not a mapping."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML: {yaml_problem(error)}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping of keys, got a {type(loaded).__name__}")
+    return loaded or {}
+
+
 # -- writing ------------------------------------------------------------------------------------------
 def run_record(*, cfg: dict, config_hash: str, data_fingerprint: str, axes: dict, version: str, tags: dict,
                device: str, info: dict, metrics: dict, cost: dict, train: dict) -> dict:
@@ -170,16 +184,22 @@ def write_outcome(path: str | Path, status: str, config_hash: str, error: str | 
 def read_record(run_dir: str | Path) -> dict | None:
     """The run's metrics.json, its "config" filled from config.yaml if missing; None when not written yet.
 
-    ValueError names the file for invalid JSON or a status outside ``STATUSES``.
+    ValueError names the file for invalid JSON or YAML, a status outside ``STATUSES``, or a record without its
+    "metrics" or (nor a config.yaml beside it) "config".
     """
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return None
     record = read_json(path)
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a run record (a JSON object), got a {type(record).__name__}")
     if record.get("status", "FINISHED") not in STATUSES:
         raise ValueError(f"{path}: status must be one of {STATUSES}, got {record['status']!r}")
     if "config" not in record and (Path(run_dir) / "config.yaml").is_file():
-        record["config"] = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+        record["config"] = read_yaml(Path(run_dir) / "config.yaml")
+    missing = [key for key in ("metrics", "config") if not isinstance(record.get(key), dict)]
+    if missing:
+        raise ValueError(f"{path}: not a finished run's record: no {' and no '.join(map(repr, missing))}")
     return record
 
 
@@ -222,7 +242,7 @@ def load_run(run_dir: str | Path) -> dict:
     cfg = (result or {}).get("config")
     for name in ("config.yaml", "run.yaml"):
         if cfg is None and (run_dir / name).exists():
-            cfg = yaml.safe_load((run_dir / name).read_text())
+            cfg = read_yaml(run_dir / name)
     known = (result or {}).get("axes") or (config_axes(cfg) if cfg is not None else None)
     return {"run_dir": str(run_dir), **run_axes(run_dir, known), "status": status,
             "error": (outcome or {}).get("error"), "config": cfg, "result": result}

@@ -12,12 +12,11 @@ functions that use them.
 import math
 from pathlib import Path
 
-import yaml
-
 from srlib.claims import claims_sections
 from srlib.figures import plot_ablation, plot_pictures
 from srlib.results import (
-    FAILURE_METRICS, MEMORY_KINDS, METRIC_NAMES, RUN_STATUSES, collect_runs, groups, ordered_sr, read_json, score, status_note,
+    FAILURE_METRICS, MEMORY_KINDS, METRIC_NAMES, RUN_STATUSES, collect_runs, groups, ordered_sr, read_json, read_yaml, score,
+    status_note,
 )
 from srlib.stats import LEVEL, mean_ci, paired_difference
 from srlib.sweep import COST_AXES, FULL_SR, SR_ORDER, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
@@ -222,6 +221,9 @@ def per_class_sections(data: dict) -> list[dict]:
     return sections
 
 
+COST_KEYS = ("params_test", "params_train", "step_time_s")  # what every srlib cost file holds
+
+
 def collect_costs(cost_files) -> list[dict]:
     """Cost JSON files (``srlib cost`` output) -> records with axes from their path (dataset, preset, exit, sr)."""
     records = []
@@ -231,6 +233,9 @@ def collect_costs(cost_files) -> list[dict]:
         if missing:
             raise ValueError(f"{path}: path has no {sorted(missing)} key~value segments")
         cost = read_json(path)
+        absent = [key for key in COST_KEYS if key not in cost] if isinstance(cost, dict) else list(COST_KEYS)
+        if absent:
+            raise ValueError(f"{path}: not a cost file (srlib cost output): no {', '.join(map(repr, absent))}")
         loss = _get(cost.get("config"), "loss")
         pixel = pixel_label(loss) if loss else "ce"  # the pixel loss the cost job trained with
         records.append({**axes, "sr": canonical_sr(axes["sr"]), "pixel": pixel, **cost, "source": str(path)})
@@ -385,7 +390,7 @@ def _benchmark_dict(benchmark) -> dict:
         return {}
     if isinstance(benchmark, dict):
         return benchmark
-    return yaml.safe_load(Path(benchmark).read_text()) or {}
+    return read_yaml(benchmark)
 
 
 def build_tables(runs, out_dir, benchmark=None, *, cost_files=None, pictures: int | None = None,

@@ -6,6 +6,7 @@ validation mIoU) replayed at its steps and times, the summary at step 0 and its 
 This is also how the committed reference runs are browsed without training them again.
 """
 
+import logging
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -17,6 +18,8 @@ from srlib.tracking import (
     PARENT_TAG, _metric_batch, _store_lock, _summary, ensure_experiment, flatten_params, history_metrics,
     metric_batches, open_sweep, sweep_run,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _logged_runs(client: MlflowClient, experiment_id: str) -> set[tuple[str, str, str]]:
@@ -111,6 +114,9 @@ def import_runs(run_dirs, uri: str, experiment: str, *, benchmark: str | None = 
             raise ValueError(f"{run_dir / 'metrics.json'} has no {CONFIG_HASH!r}")
         records.append(record)
     found = [(d, r) for d, r in zip(run_dirs, records) if r is not None]
+    for run_dir, record in zip(run_dirs, records):
+        if record is None:
+            log.warning("%s: no metrics.json (not finished), not imported", run_dir)
     cells = [cell for cell in (_cell(d, r) for d, r in found) if cell is not None]
     varying = [axis for axis in AXES if len({str(cell[axis]) for cell in cells}) > 1]
     experiment_id = ensure_experiment(uri, experiment, description)

@@ -84,6 +84,39 @@ def test_missing_dataset_root_is_bad_input_and_leaves_no_run_dir(config, tmp_pat
     assert not out.exists()
 
 
+def test_bad_input_to_each_command_is_one_line_naming_it(config, tmp_path, capsys):
+    def refused(args: list[str], named: str) -> None:
+        assert main(args) == 2
+        error = capsys.readouterr().err.strip()
+        assert named in error and len(error.splitlines()) == 1, error
+
+    refused(["run", str(config), "--out", str(tmp_path / "o"), "--set", "optim.lr=[1"], "--set optim.lr=[1: ")
+    assert not (tmp_path / "o").exists()
+    refused(["cost", str(config), "--out", str(tmp_path)], f"--out {tmp_path} is a directory")  # before measuring
+    runs = tmp_path / "runs"
+    (runs / "half").mkdir(parents=True)
+    (runs / "half" / "metrics.json").write_text(json.dumps({"status": "FINISHED", "config_hash": "x", "config": {}}))
+    refused(["tables", str(runs / "half"), "--out", str(tmp_path / "t")], f"{runs / 'half' / 'metrics.json'}: not a")
+    refused(["import-runs", str(runs / "half"), "--uri", f"sqlite:///{tmp_path / 'i.db'}", "--experiment", "e"],
+            "no 'metrics'")
+    (runs / "yaml").mkdir()
+    (runs / "yaml" / "config.yaml").write_text("a: [")
+    refused(["tables", str(runs / "yaml"), "--out", str(tmp_path / "t")], f"{runs / 'yaml' / 'config.yaml'} is not valid YAML")
+    cost = tmp_path / "cost" / "dataset~g" / "preset~p" / "pixel~ce" / "exit~none" / "sr~baseline.json"
+    cost.parent.mkdir(parents=True)
+    cost.write_text("{}")
+    failed = runs / "dataset~g" / "preset~p" / "pixel~ce" / "sr~baseline" / "seed~0"  # a run the tables can show
+    failed.mkdir(parents=True)
+    (failed / "outcome.json").write_text(json.dumps({"status": "FAILED", "config_hash": "x", "error": "boom"}))
+    refused(["tables", str(failed), "--out", str(tmp_path / "t"), "--cost", str(cost)], f"{cost}: not a cost file")
+    (tmp_path / "list.yaml").write_text("- a\n")
+    refused(["tables", str(failed), "--out", str(tmp_path / "t"), "--benchmark", str(tmp_path / "list.yaml")],
+            "list.yaml: expected a mapping")
+    with pytest.raises(SystemExit):  # argparse: usage and the error, exit status 2
+        main(["weak-labels", str(tmp_path), "--limit", "0"])
+    assert "--limit: expected an integer >= 1, got '0'" in capsys.readouterr().err
+
+
 def test_checkpoint_of_another_config_is_refused(config, tmp_path):
     out = tmp_path / "run"
     (out / "checkpoint").mkdir(parents=True)

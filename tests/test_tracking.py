@@ -241,7 +241,7 @@ def test_import_runs_rejects_a_missing_directory(uri, tmp_path):
 
 def test_import_runs_rejects_metrics_json_without_config_hash(uri, tmp_path):
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "metrics.json").write_text(json.dumps({"metrics": {"miou": 0.5}}))
+    (tmp_path / "a" / "metrics.json").write_text(json.dumps({"metrics": {"miou": 0.5}, "config": {}}))
     with pytest.raises(ValueError, match="metrics.json has no 'config_hash'"):
         import_runs([tmp_path / "a"], uri, "bench")
 

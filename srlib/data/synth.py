@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 
 from srlib.config import GENERATE_DEFAULTS
 from srlib.data.common import IGNORE_INDEX
+from srlib.results import read_json
 from srlib.data.generated import CLASSES, NUM_CLASSES, PALETTE, SPLITS, GeneratedDataset
 from srlib.data.synth_looks import anything, feather, fur, hsv, lowfreq, paint, panel, shapes
 from srlib.palette import color_table
@@ -390,7 +391,7 @@ def _existing_stats(root, params):
     """Stats of a complete dataset at root with the same params; None if root is absent or empty."""
     meta_path = root / "meta.json"
     if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+        meta = read_json(meta_path)
         if meta.get("params") == params:
             return meta["stats"]
         old = meta.get("params", {})
