@@ -226,6 +226,8 @@ def _check_names(cfg: dict, where: str) -> None:
             raise ConfigError(f"{where}: config key {key!r}: unknown value {value!r}; valid: {', '.join(sorted(valid))}")
     if model["preset"] is None and model["backbone"] is None:
         raise ConfigError(f"{where}: give model.preset or model.backbone")
+    if model["preset"] is None and model["head"] is None:
+        raise ConfigError(f"{where}: model.backbone {model['backbone']!r} needs a model.head ({', '.join(sorted(HEADS))})")
     if cfg["optim"]["sr_warmup_iters"] >= cfg["optim"]["iters"] and (cfg["loss"]["srf"] or cfg["loss"]["srl"]):
         raise ConfigError(
             f"{where}: config key 'optim.sr_warmup_iters' ({cfg['optim']['sr_warmup_iters']}) must be below "

@@ -39,6 +39,7 @@ def test_file_and_overrides_merge_over_defaults(tmp_path):
         ({"optim": {"iters": 2e4}}, [], "optim.iters': 20000.0 is not of type 'integer'"),  # YAML's 2e4 is a float
         ({}, ["data.batch_size=2.0"], "data.batch_size': 2.0 is not"),
         ({}, ["seed=1.0"], "seed': 1.0 is not"),
+        ({"model": {"preset": None, "backbone": "resnet18"}}, [], "model.backbone 'resnet18' needs a model.head"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(tmp_path, data, overrides, named):

@@ -215,6 +215,14 @@ def test_pretrained_mismatch_names_file_and_keys(tmp_path):
         build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained=str(path))
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained=str(tmp_path / "absent.pth"))
+    (tmp_path / "notes.txt").write_text("not weights")
+    with pytest.raises(ValueError, match=r"notes\.txt' is not a state dict torch\.load can read"):
+        build_segmentor("test_resnet", "fcn", NUM_CLASSES, pretrained=str(tmp_path / "notes.txt"))
+
+
+def test_backbone_kwargs_a_backbone_does_not_take_name_the_key():
+    with pytest.raises(ValueError, match=r"model\.backbone_kwargs \{'drop_ratee': 0\.1\}.*drop_ratee"):
+        build_segmentor("test_resnet", "fcn", NUM_CLASSES, backbone_kwargs={"drop_ratee": 0.1})
 
 
 def test_frozen_bn_keeps_the_backbone_statistics():

@@ -89,8 +89,11 @@ def _create(timm, name: str, output_stride: int, kwargs: dict) -> nn.Module:
         body = timm.create_model(name, pretrained=False, features_only=True, output_stride=output_stride, **kwargs)
     except TypeError as error:
         if "output_stride" not in str(error):
-            raise
-        body = timm.create_model(name, pretrained=False, features_only=True, **kwargs)
+            raise ValueError(f"backbone {name!r} with model.backbone_kwargs {kwargs}: {error}") from None
+        try:
+            body = timm.create_model(name, pretrained=False, features_only=True, **kwargs)
+        except TypeError as error:
+            raise ValueError(f"backbone {name!r} with model.backbone_kwargs {kwargs}: {error}") from None
         native = body.feature_info.reduction()[-1]
         if native != output_stride:
             raise ValueError(
@@ -140,7 +143,11 @@ def build_backbone(
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises EOFError, UnpicklingError, RuntimeError, ... for a non-checkpoint
+        raise ValueError(f"pretrained checkpoint {str(path)!r} is not a state dict torch.load can read with "
+                         f"weights_only=True ({type(error).__name__})") from None
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
