@@ -111,8 +111,9 @@ def cmd_scribbles(args) -> int:
 
 
 def cmd_init_tracking(args) -> int:
-    from srlib.tracking import ensure_experiment, open_sweep, write_marker
+    from srlib.tracking import check_store, ensure_experiment, open_sweep, write_marker
 
+    check_store(args.uri)
     experiment_id = ensure_experiment(args.uri, args.experiment, args.description)
     parent = open_sweep(args.uri, args.experiment, args.benchmark, args.description) if args.benchmark else ""
     if args.marker:
@@ -123,12 +124,14 @@ def cmd_init_tracking(args) -> int:
 
 def cmd_import_runs(args) -> int:
     from srlib.results import read_yaml
+    from srlib.tracking import check_store
     from srlib.tracking_import import import_runs
 
     bench = read_yaml(args.benchmark) if args.benchmark else {}
     experiment = args.experiment or (bench.get("tracking") or {}).get("experiment") or bench.get("name")
     if not experiment:
         raise ValueError("give --experiment, or --benchmark naming the benchmark file")
+    check_store(args.uri)
     counts = import_runs(args.run_dirs, args.uri, experiment, benchmark=bench.get("name"),
                          description=bench.get("description"), attach=args.attach or ())
     print(counts)

@@ -116,6 +116,18 @@ def _fail_fast_http():
                 os.environ[name] = value
 
 
+def check_store(uri: str) -> None:
+    """Raise ValueError naming ``uri`` when its tracking store cannot be reached or opened (a tracking server
+    gets one short HTTP attempt, not MLflow's minutes of retries). Creates a missing SQLite store."""
+    try:
+        with _store_lock(uri), _fail_fast_http():
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as error:  # MlflowException, OSError, requests' errors: all mean this store is unusable
+        hint = "" if "://" in uri else " (a SQLite store is written sqlite:///path/to/mlflow.db)"
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        raise ValueError(f"tracking store {uri!r} cannot be used{hint}: {reason}") from None
+
+
 def ensure_experiment(uri: str, name: str, description: str | None = None) -> str:
     """Create the store (SQLite: database file and tables) and the experiment if missing; return its id.
 

@@ -360,3 +360,19 @@ def test_a_workflow_job_takes_the_ids_init_tracking_wrote_instead_of_looking_the
     (run,) = [r for r in runs_of(uri, "bench") if r.info.run_name == "a"]
     assert run.data.tags[tracking.PARENT_TAG] == parent
     assert tracking.read_marker("http://elsewhere:5000", "bench") == {}  # a marker of another store is ignored
+
+
+def test_a_store_that_cannot_be_used_is_named_at_once(tmp_path):
+    # import-runs and init-tracking check the store first: a dead server is refused in seconds (not after
+    # MLflow's minutes of retries), a bare path is refused with the URI form it lacks.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, not listening: connections are refused
+        start = time.monotonic()
+        with pytest.raises(ValueError, match=f"tracking store '{dead}' cannot be used"):
+            tracking.check_store(dead)
+        assert time.monotonic() - start < 30
+    with pytest.raises(ValueError, match=r"'mlruns-here' cannot be used \(a SQLite store is written sqlite:///"):
+        tracking.check_store("mlruns-here")
+    tracking.check_store(f"sqlite:///{tmp_path / 'new.db'}")  # a SQLite store is created, as init-tracking does
+    assert (tmp_path / "new.db").is_file()
