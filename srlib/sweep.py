@@ -29,6 +29,7 @@ import itertools
 from pathlib import Path
 
 from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, check_schema, merge, tracking_uri
+from srlib.data import DATASETS
 
 AXES = ("dataset", "preset", "pixel", "sr", "seed")
 SR_TERMS = ("mea", "srf", "srl")
@@ -200,6 +201,8 @@ def dataset_entries(bench: dict) -> dict[str, dict]:
         entry.setdefault("label_dir", None)
         entry["config"] = entry.get("config") or {}
         check_fragment(entry["config"], f"{where}.config")
+        if entry["name"] not in DATASETS:
+            raise BenchmarkError(f"{where}: unknown dataset {entry['name']!r}; valid: {', '.join(sorted(DATASETS))}")
         if entry["id"] in entries:
             raise BenchmarkError(f"{where}: dataset id {entry['id']!r} appears twice; give one entry an `id`")
         if entry["name"] == "generated" and "root" not in entry:

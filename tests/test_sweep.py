@@ -107,6 +107,7 @@ def test_run_config_is_base_dataset_overrides_then_axes():
     (lambda b: b["axes"].update(sr=["mea+mea"]), "axes.sr: unknown SR combination 'mea+mea'"),
     (lambda b: b["axes"]["dataset"].append("generated"), "dataset id 'generated' appears twice"),
     (lambda b: b["axes"]["dataset"].append("voc_aug"), "needs a root"),
+    (lambda b: b["axes"]["dataset"].append("generatd"), "axes.dataset[1]: unknown dataset 'generatd'; valid: ade20k,"),
 ])
 def test_bad_benchmarks_are_rejected_naming_the_key(change, named):
     bench = copy.deepcopy(BENCH)
