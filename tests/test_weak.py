@@ -3,6 +3,7 @@ and the supervision sweep axis."""
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,19 @@ def test_bad_scribble_files_are_named(tmp_path):
         read_scribbles(bad)
     with pytest.raises(ValueError, match="no scribble tags for dataset 'cityscapes'"):
         scribble_mask(VOC_XML, "cityscapes")
+    bad.write_text(re.sub(r"<width>\d+</width>", "<width>0</width>", VOC_XML.read_text()))
+    with pytest.raises(ValueError, match=r"bad\.xml: <size> must be at least 1 x 1 px, got width 0"):
+        read_scribbles(bad)
+
+
+def test_a_bad_scribble_file_leaves_no_mask_written(tmp_path):
+    xml_dir, out = tmp_path / "xml", tmp_path / "out"
+    xml_dir.mkdir()
+    (xml_dir / "a.xml").write_text(VOC_XML.read_text())
+    (xml_dir / "b.xml").write_text(VOC_XML.read_text().replace("aeroplane", "zeppelin"))
+    with pytest.raises(ValueError, match=r"b\.xml.*'zeppelin'"):
+        convert_scribbles(xml_dir, "voc_aug", out)
+    assert not out.exists() or not any(out.iterdir())
 
 
 # ---------------------------------------------------------------- generated weak labels

@@ -85,7 +85,10 @@ def read_scribbles(path) -> dict:
         if not tag or not points:
             raise ValueError(f"{path}: <polygon> {i} needs a <tag> and at least one <point>")
         scribbles.append((tag, np.array(points, dtype=np.int64)))
-    return {"height": _number(size, "height", path), "width": _number(size, "width", path), "scribbles": scribbles}
+    height, width = _number(size, "height", path), _number(size, "width", path)
+    if height < 1 or width < 1:
+        raise ValueError(f"{path}: <size> must be at least 1 x 1 px, got width {width}, height {height}")
+    return {"height": height, "width": width, "scribbles": scribbles}
 
 
 def rasterize(height: int, width: int, strokes, line_width: int = LINE_WIDTH) -> np.ndarray:
@@ -104,27 +107,35 @@ def rasterize(height: int, width: int, strokes, line_width: int = LINE_WIDTH) ->
     return np.asarray(canvas)
 
 
-def scribble_mask(path, dataset: str) -> np.ndarray:
-    """One XML file rasterised in ``dataset``'s raw mask encoding; ValueError naming the file and an unknown tag."""
+def _strokes(path, dataset: str) -> tuple[int, int, list]:
+    """(height, width, [(value, points)]) of one XML file in ``dataset``'s raw encoding; ValueError naming the
+    file for anything ``read_scribbles`` refuses and for an unknown tag."""
     parsed, values = read_scribbles(path), tag_values(dataset)
     strokes = []
     for tag, points in parsed["scribbles"]:
         if _tag_key(tag) not in values:
             raise ValueError(f"{path}: unknown scribble tag {tag!r} for {dataset}; valid: {', '.join(values)}")
         strokes.append((values[_tag_key(tag)], points))
-    return rasterize(parsed["height"], parsed["width"], strokes)
+    return parsed["height"], parsed["width"], strokes
+
+
+def scribble_mask(path, dataset: str) -> np.ndarray:
+    """One XML file rasterised in ``dataset``'s raw mask encoding; ValueError naming the file and an unknown tag."""
+    return rasterize(*_strokes(path, dataset))
 
 
 def convert_scribbles(xml_dir, dataset: str, out_dir) -> int:
     """Every ``xml_dir/<id>.xml`` -> ``out_dir/<id>.png`` (L mode, the dataset's raw encoding); returns the
-    count. The output folder is then a ``data.label_dir`` for ``data.supervision: scribble``."""
+    count. The output folder is then a ``data.label_dir`` for ``data.supervision: scribble``. Every file is
+    read and checked before any mask is written, so a bad file leaves no partial output."""
     files = sorted(Path(xml_dir).glob("*.xml"))
     if not files:
         raise FileNotFoundError(f"no scribble XML files in {xml_dir}")
+    parsed = [(path, _strokes(path, dataset)) for path in files]  # points only: small
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        Image.fromarray(scribble_mask(path, dataset), mode="L").save(out / f"{path.stem}.png")
+    for path, strokes in parsed:
+        Image.fromarray(rasterize(*strokes), mode="L").save(out / f"{path.stem}.png")
     return len(files)
 
 
