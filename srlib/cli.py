@@ -32,14 +32,16 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_run(args) -> int:
     from srlib.data.check import data_fingerprint
-    from srlib.results import finished_record, write_outcome
+    from srlib.results import METRICS_FILE, finished_record, write_outcome
 
     # A finished run of this config and data is a no-op, answered without importing torch (for a config
-    # naming its device) or MLflow.
-    fast = resolve_config(args.config, args.overrides, check_names=False)
-    done = finished_record(args.out, config_hash(fast), data_fingerprint(fast["data"]))
-    if done is not None:
-        return _report_run(args, done)
+    # naming its device) or MLflow. Only then is the data fingerprinted ahead of the full config check, so a
+    # new run's misspelt preset or dataset is reported as such, not as a missing dataset root.
+    if os.path.isfile(os.path.join(args.out, METRICS_FILE)):
+        fast = resolve_config(args.config, args.overrides, check_names=False)
+        done = finished_record(args.out, config_hash(fast), data_fingerprint(fast["data"]))
+        if done is not None:
+            return _report_run(args, done)
     from srlib.rundir import RunDirBusy, RunDirError
     from srlib.train import NonFiniteLoss, execute
 

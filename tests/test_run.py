@@ -92,6 +92,8 @@ def test_bad_input_to_each_command_is_one_line_naming_it(config, tmp_path, capsy
 
     refused(["run", str(config), "--out", str(tmp_path / "o"), "--set", "optim.lr=[1"], "--set optim.lr=[1: ")
     assert not (tmp_path / "o").exists()
+    refused(["run", str(config), "--out", str(tmp_path / "o"), "--set", "model.preset=deeplab_nope",
+             "--set", f"data.root={tmp_path / 'nowhere'}"], "'model.preset': unknown value 'deeplab_nope'")  # not the root
     refused(["cost", str(config), "--out", str(tmp_path)], f"--out {tmp_path} is a directory")  # before measuring
     runs = tmp_path / "runs"
     (runs / "half").mkdir(parents=True)
