@@ -202,7 +202,20 @@ def check_schema(cfg: dict, where: str, prefix: str = "", validator=_VALIDATOR) 
             parent = f"{prefix}{key}." if key else prefix
             names = ", ".join(repr(parent + name) for name in extra)
             raise ConfigError(f"{where}: unknown config key {names}")
-        raise ConfigError(f"{where}: config key {prefix + key if key else prefix or '<top level>'!r}: {error.message}")
+        raise ConfigError(f"{where}: config key {prefix + key if key else prefix or '<top level>'!r}: {error.message}"
+                          f"{_type_hint(error)}")
+
+
+def _type_hint(error: jsonschema.ValidationError) -> str:
+    """How to write the number a type error's value was probably meant to be ('' when no hint applies)."""
+    if error.validator != "type":
+        return ""
+    value = error.instance
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):  # YAML 1.1: 1e-3 -> "1e-3"
+        return f" (YAML 1.1 reads {value} as text: write it with a dot, e.g. {float(value)!r})"
+    if isinstance(value, float) and value.is_integer():
+        return f" (write {int(value)})"
+    return ""
 
 
 def _check_names(cfg: dict, where: str) -> None:

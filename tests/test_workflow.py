@@ -109,7 +109,8 @@ def test_paper_benchmark_dry_run_against_fixture_roots(work, tmp_path):
     (lambda b: b["overrides"][0]["config"].update(seed=3), "overrides[0].config.seed: set by the benchmark's axes.seed"),
     (lambda b: b["overrides"][0]["where"].update(seed=7), "overrides[0].where.seed: ['7'] not on the axis"),
     (lambda b: b["base"]["optim"].update(iters=2.0), "'base.optim.iters': 2.0 is not of type 'integer'"),
-    (lambda b: b["axes"].update(seed=[0, 1.0]), "'axes.seed.1': 1.0 is not of type 'integer'"),
+    (lambda b: b["axes"].update(seed=[0, 1.0]), "'axes.seed.1': 1.0 is not of type 'integer' (write 1)"),
+    (lambda b: b["base"]["optim"].update(lr="1e-3"), "YAML 1.1 reads 1e-3 as text: write it with a dot"),
 ])
 def test_benchmark_typos_are_rejected_naming_the_key(work, change, named):
     bench = json.loads(json.dumps(TINY))
