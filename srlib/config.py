@@ -219,7 +219,7 @@ def _type_hint(error: jsonschema.ValidationError) -> str:
 
 
 def _check_names(cfg: dict, where: str) -> None:
-    """Names the schema cannot know: they live in the model, loss and data registries."""
+    """Checks the schema cannot express: names of the model, loss and data registries, and relations between keys."""
     from srlib.data import DATASETS
     from srlib.losses import PIXEL_LOSSES
     from srlib.losses.self_regulation import VARIANTS
@@ -241,6 +241,9 @@ def _check_names(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: give model.preset or model.backbone")
     if model["preset"] is None and model["head"] is None:
         raise ConfigError(f"{where}: model.backbone {model['backbone']!r} needs a model.head ({', '.join(sorted(HEADS))})")
+    low, high = cfg["data"]["scale_range"]
+    if low > high:
+        raise ConfigError(f"{where}: config key 'data.scale_range': low {low} is above high {high}")
     if cfg["optim"]["sr_warmup_iters"] >= cfg["optim"]["iters"] and (cfg["loss"]["srf"] or cfg["loss"]["srl"]):
         raise ConfigError(
             f"{where}: config key 'optim.sr_warmup_iters' ({cfg['optim']['sr_warmup_iters']}) must be below "

@@ -40,6 +40,7 @@ def test_file_and_overrides_merge_over_defaults(tmp_path):
         ({}, ["data.batch_size=2.0"], "data.batch_size': 2.0 is not"),
         ({}, ["seed=1.0"], "seed': 1.0 is not"),
         ({"model": {"preset": None, "backbone": "resnet18"}}, [], "model.backbone 'resnet18' needs a model.head"),
+        ({}, ["data.scale_range=[2, 1]"], "data.scale_range': low 2 is above high 1"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(tmp_path, data, overrides, named):
