@@ -102,10 +102,10 @@ def _store_lock(uri: str):
 
 
 @contextlib.contextmanager
-def _fail_fast_http():
-    """Temporarily make MLflow's HTTP client try once with a short timeout."""
-    saved = {name: os.environ.get(name) for name in PROBE_HTTP_ENV}
-    os.environ.update(PROBE_HTTP_ENV)
+def _http_env(values: dict[str, str], keep_user: bool = False):
+    """Temporarily set MLflow's HTTP client settings ``values``; with ``keep_user`` those the user set stay."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update({name: value for name, value in values.items() if not (keep_user and saved[name] is not None)})
     try:
         yield
     finally:
@@ -117,13 +117,15 @@ def _fail_fast_http():
 
 
 def check_store(uri: str) -> None:
-    """Raise ValueError naming ``uri`` when its tracking store cannot be reached or opened (a tracking server
-    gets one short HTTP attempt, not MLflow's minutes of retries). Creates a missing SQLite store."""
+    """Raise ValueError naming ``uri`` when its tracking store cannot be reached or opened. A tracking server gets
+    RUN_HTTP_ENV_DEFAULTS' few retries (seconds for a dead server, not MLflow's minutes), or the user's own
+    MLFLOW_HTTP_REQUEST_* settings where set. Creates a missing SQLite store."""
     try:
-        with _store_lock(uri), _fail_fast_http():
+        with _store_lock(uri), _http_env(RUN_HTTP_ENV_DEFAULTS, keep_user=True):
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as error:  # MlflowException, OSError, requests' errors: all mean this store is unusable
-        hint = "" if "://" in uri else " (a SQLite store is written sqlite:///path/to/mlflow.db)"
+        path_like = "://" not in uri and not uri.startswith("databricks")
+        hint = " (a SQLite store is written sqlite:///path/to/mlflow.db)" if path_like else ""
         reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         raise ValueError(f"tracking store {uri!r} cannot be used{hint}: {reason}") from None
 
@@ -409,7 +411,7 @@ def open_run(
     flat = flatten_params(params)
     known = read_marker(uri, experiment)
     try:
-        with _fail_fast_http():
+        with _http_env(PROBE_HTTP_ENV):
             experiment_id = known.get("experiment_id") or ensure_experiment(uri, experiment)
             client = MlflowClient(tracking_uri=uri)
             if run_id is not None and _run_exists(client, run_id):

@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import os
 import re
 import shutil
 import socket
@@ -376,3 +377,23 @@ def test_a_store_that_cannot_be_used_is_named_at_once(tmp_path):
         tracking.check_store("mlruns-here")
     tracking.check_store(f"sqlite:///{tmp_path / 'new.db'}")  # a SQLite store is created, as init-tracking does
     assert (tmp_path / "new.db").is_file()
+
+
+def test_the_store_check_keeps_the_users_http_settings(monkeypatch):
+    # A slow but live tracking server the user gave a long timeout is not refused by the check's defaults.
+    seen = {}
+
+    class Client:
+        def __init__(self, tracking_uri):
+            pass
+
+        def search_experiments(self, max_results):
+            seen.update({name: os.environ.get(name) for name in tracking.RUN_HTTP_ENV_DEFAULTS})
+            return []
+
+    monkeypatch.setattr(tracking, "MlflowClient", Client)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    tracking.check_store("http://tracking.example:5000")
+    assert seen == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "600"}
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # restored afterwards

@@ -7,6 +7,7 @@ decoder head sits on the last.
 """
 
 import difflib
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -145,9 +146,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"pretrained checkpoint {str(path)!r} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises EOFError, UnpicklingError, RuntimeError, ... for a non-checkpoint
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:  # not a checkpoint, or one holding objects
+        # torch names an object weights_only refuses ("Unsupported global: ..."); keep that line, not its advice
+        detail = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
         raise ValueError(f"pretrained checkpoint {str(path)!r} is not a state dict torch.load can read with "
-                         f"weights_only=True ({type(error).__name__})") from None
+                         f"weights_only=True ({type(error).__name__}{': ' + detail if detail else ''})") from None
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
