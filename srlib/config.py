@@ -178,13 +178,36 @@ def _set(cfg: dict, path: list[str], value, where: str) -> None:
     node[path[-1]] = value
 
 
-# JSON Schema counts 2.0 (and YAML's 2e4) as an integer; counts, sizes, seeds and threads must be ints.
+# JSON Schema counts 2.0 (and YAML's 2e4) as an integer; counts, sizes, seeds and threads must be ints: whole-number
+# floats become ints first (integral_floats_to_ints), any other float on an integer key is refused.
 StrictValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)),
 )
 _VALIDATOR = StrictValidator(load_schema())
+
+
+def integral_floats_to_ints(target: dict, validator=_VALIDATOR, document: dict | None = None) -> dict:
+    """Put the int in place of each whole-number float (2.0, or YAML's 1e3) that ``validator``'s schema wants as an
+    integer, in ``target`` itself (returned): the value meant, with the run identity of the int. ``document``: what to
+    validate when it is not ``target`` (a fragment merged over the defaults, whose keys sit at the same paths).
+    Every other error is left for ``check_schema``."""
+    def errors(found):
+        for error in found:
+            yield error
+            yield from errors(error.context or [])  # inside anyOf / oneOf
+
+    for error in list(errors(validator.iter_errors(target if document is None else document))):
+        wanted = error.validator_value if error.validator == "type" else ()
+        value, path = error.instance, list(error.absolute_path)
+        if "integer" in ([wanted] if isinstance(wanted, str) else wanted) and isinstance(value, float) \
+                and value.is_integer() and path:
+            node = target
+            for part in path[:-1]:
+                node = node[part]
+            node[path[-1]] = int(value)
+    return target
 
 
 def check_schema(cfg: dict, where: str, prefix: str = "", validator=_VALIDATOR) -> None:
@@ -213,8 +236,6 @@ def _type_hint(error: jsonschema.ValidationError) -> str:
     value = error.instance
     if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):  # YAML 1.1: 1e-3 -> "1e-3"
         return f" (YAML 1.1 reads {value} as text: write it with a dot, e.g. {float(value)!r})"
-    if isinstance(value, float) and value.is_integer():
-        return f" (write {int(value)})"
     return ""
 
 
@@ -274,6 +295,7 @@ def resolve_config(source: str | Path | dict | None = None, overrides: list[str]
     for text in overrides:
         path, value = parse_override(text)
         _set(cfg, path, value, f"--set {text}")
+    integral_floats_to_ints(cfg)
     check_schema(cfg, where if not overrides else f"{where} with --set {' '.join(overrides)}")
     if check_names:
         _check_names(cfg, where)

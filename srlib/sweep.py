@@ -28,7 +28,9 @@ scipy and does O(runs) dict work only; ``workflow/rules/common.smk`` is thin glu
 import itertools
 from pathlib import Path
 
-from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, check_schema, merge, tracking_uri
+from srlib.config import (
+    DEFAULTS, GENERATE_DEFAULTS, ConfigError, check_schema, integral_floats_to_ints, merge, tracking_uri,
+)
 from srlib.data import DATASETS
 
 AXES = ("dataset", "preset", "pixel", "sr", "seed")
@@ -179,6 +181,7 @@ def check_fragment(fragment: dict, where: str) -> None:
     for key in _flat_keys(fragment):
         if key in OWNED_KEYS:
             raise BenchmarkError(f"{where}.{key}: set by the benchmark's {OWNED_KEYS[key]}, not in a run-config fragment")
+    integral_floats_to_ints(fragment, document=merge(DEFAULTS, fragment))
     try:
         check_schema(merge(DEFAULTS, fragment), "benchmark file", prefix=f"{where}.")
     except ConfigError as error:
