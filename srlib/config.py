@@ -106,11 +106,9 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads ``1e-3`` (no dot) as a string; configs mean a number, as YAML 1.2 does."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|" r"^[-+]?(?:\d[\d_]*)?\.\d*(?:[eE][-+]?\d+)?$"),
-    list("-+0123456789."),
-)
+# Numbers the config loader reads as floats: exponent notation with or without a dot, and decimals.
+CONFIG_FLOAT = re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|" r"^[-+]?(?:\d[\d_]*)?\.\d*(?:[eE][-+]?\d+)?$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", CONFIG_FLOAT, list("-+0123456789."))
 
 
 def tracking_uri(configured: str | None = None, results_dir=RESULTS_DIR, *, absolute: bool = True) -> str:
@@ -212,11 +210,13 @@ def integral_floats_to_ints(target: dict, validator=_VALIDATOR, document: dict |
 
 def check_schema(cfg: dict, where: str, prefix: str = "", validator=_VALIDATOR) -> None:
     """Raise ConfigError for the first unknown key, wrong type or out-of-range value of a full run config
-    (or of another document, given its jsonschema ``validator``).
+    (or of another document, given its jsonschema ``validator``), after putting in ``cfg`` the int each
+    whole-number float on an integer key means (``integral_floats_to_ints``).
 
     The message starts with ``where`` (the source) and names the key, written with ``prefix`` in front
     (a benchmark file names 'base.optim.lr', not 'optim.lr'); it never dumps the schema.
     """
+    integral_floats_to_ints(cfg, validator)
     error = jsonschema.exceptions.best_match(validator.iter_errors(cfg))  # descends into anyOf / oneOf branches
     if error is not None:
         key = ".".join(str(p) for p in error.absolute_path)
@@ -234,9 +234,12 @@ def _type_hint(error: jsonschema.ValidationError) -> str:
     if error.validator != "type":
         return ""
     value = error.instance
-    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):  # YAML 1.1: 1e-3 -> "1e-3"
+    if not (isinstance(value, str) and CONFIG_FLOAT.match(value)):  # Snakemake's YAML 1.1 loader: 1e-3 -> "1e-3"
+        return ""
+    try:
         return f" (YAML 1.1 reads {value} as text: write it with a dot, e.g. {float(value)!r})"
-    return ""
+    except ValueError:  # matched, but no number: "e5", "."
+        return ""
 
 
 def _check_names(cfg: dict, where: str) -> None:
@@ -295,7 +298,6 @@ def resolve_config(source: str | Path | dict | None = None, overrides: list[str]
     for text in overrides:
         path, value = parse_override(text)
         _set(cfg, path, value, f"--set {text}")
-    integral_floats_to_ints(cfg)
     check_schema(cfg, where if not overrides else f"{where} with --set {' '.join(overrides)}")
     if check_names:
         _check_names(cfg, where)

@@ -181,9 +181,10 @@ def check_fragment(fragment: dict, where: str) -> None:
     for key in _flat_keys(fragment):
         if key in OWNED_KEYS:
             raise BenchmarkError(f"{where}.{key}: set by the benchmark's {OWNED_KEYS[key]}, not in a run-config fragment")
-    integral_floats_to_ints(fragment, document=merge(DEFAULTS, fragment))
+    merged = merge(DEFAULTS, fragment)
+    integral_floats_to_ints(fragment, document=merged)  # the fragment itself goes into the runs' configs
     try:
-        check_schema(merge(DEFAULTS, fragment), "benchmark file", prefix=f"{where}.")
+        check_schema(merged, "benchmark file", prefix=f"{where}.")
     except ConfigError as error:
         raise BenchmarkError(f"{error} (see srlib/config.py DEFAULTS)") from None
 

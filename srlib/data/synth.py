@@ -29,10 +29,10 @@ from PIL import Image, ImageDraw
 
 from srlib.config import GENERATE_DEFAULTS
 from srlib.data.common import IGNORE_INDEX
-from srlib.results import read_json
 from srlib.data.generated import CLASSES, NUM_CLASSES, PALETTE, SPLITS, GeneratedDataset
 from srlib.data.synth_looks import anything, feather, fur, hsv, lowfreq, paint, panel, shapes
 from srlib.palette import color_table
+from srlib.results import read_json
 
 CONFUSABLE_PAIRS = (("cat", "dog"), ("bus", "train"))
 SMALL_OBJECT_FRACTION = 0.01  # an object is small when its visible area is below 1 % of the image

@@ -14,15 +14,13 @@ import yaml
 from snakemake.utils import validate
 
 from srlib import sweep
-from srlib.config import StrictValidator, check_schema, config_hash, integral_floats_to_ints
+from srlib.config import StrictValidator, check_schema, config_hash
 from srlib.tables import TABLE_FILES
 
 # The benchmark file is checked first with messages that name the bad key (Snakemake's own message dumps
 # the whole schema); validate() then fills the schema's defaults.
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _schema:
-    _validator = StrictValidator(yaml.safe_load(_schema))
-integral_floats_to_ints(config, _validator)  # seed 1.0 -> 1, as srlib run reads a config
-check_schema(config, "benchmark file", validator=_validator)
+    check_schema(config, "benchmark file", validator=StrictValidator(yaml.safe_load(_schema)))  # seed 1.0 -> 1
 validate(config, "../schemas/config.schema.yaml")
 
 SWEEP = sweep.expand(config)
