@@ -42,6 +42,7 @@ DEFAULTS = {
         "head": None,
         "output_stride": None,
         "exit": "light",
+        "exit_width": 256,  # the official exit's conv width (srlib.models.exits)
         "pretrained": None,
         "min_exit_stride": 2,
         "frozen_bn": False,
@@ -61,6 +62,7 @@ DEFAULTS = {
         "w_center": 3.0e-4,
         "tau": 1.0,
         "feature_dim": 64,
+        "feature_norm": "softmax",  # paper-features SR-F: softmax | power (srlib.losses.self_regulation)
         "lal": {"window": 5, "k": 3.0},
         "focal": {"alpha": 0.25, "gamma": 2.0},
         "center_alpha": 0.5,
@@ -328,12 +330,20 @@ def _weak_keys_unused(cfg: dict) -> bool:
 WEAK_KEYS = (("data", "supervision"), ("data", "pseudo_noise"), ("loss", "regularizer"), ("loss", "rloss"))
 
 
+# Keys added after reference results were recorded: left out of the identity hash while they hold the default
+# value, which is what every run computed before the key existed.
+LATER_KEYS = (("model", "exit_width"), ("loss", "feature_norm"))
+
+
 def config_hash(cfg: dict) -> str:
     """12 hex digits identifying what a run computes (paths, logging cadence and tracking excluded). Also
     takes a partial config (a sweep's run-config fragment): keys it lacks are skipped."""
     identity = copy.deepcopy(cfg)
     for section, key in WEAK_KEYS if _weak_keys_unused(cfg) else ():
         identity.get(section, {}).pop(key, None)
+    for section, key in LATER_KEYS:
+        if identity.get(section, {}).get(key, DEFAULTS[section][key]) == DEFAULTS[section][key]:
+            identity.get(section, {}).pop(key, None)
     for *parents, key in NON_IDENTITY_KEYS:
         node = identity
         for part in parents:
@@ -341,6 +351,51 @@ def config_hash(cfg: dict) -> str:
         node.pop(key, None)
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def unread_keys(cfg: dict) -> list[str]:
+    """The dotted keys of a full run config that its run does not read: what its loss flags, pixel loss, exit
+    type and variant leave unused (a baseline reads no exit, SR or SR-weight key; a +MEA run no SR-F key; ...).
+
+    Two runs whose configs differ only in these keys compute the same thing (``reading_hash``). The rules mirror
+    ``srlib.losses.self_regulation`` and ``srlib.train.build_model``; a test trains both sides of each rule.
+    """
+    loss, model = cfg["loss"], cfg["model"]
+    mea, srf, srl = loss["mea"], loss["srf"], loss["srl"]
+    soft = loss["variant"] in ("paper", "paper-features")
+    read = {
+        "model.exit": mea or srf or srl,
+        "model.min_exit_stride": mea or srf or srl,
+        "model.exit_width": (mea or srf or srl) and model["exit"] == "official",
+        "loss.variant": mea or srf or srl,
+        "loss.w_seg": mea,
+        "loss.w_cls": mea,
+        "loss.w_srf": srf,
+        "loss.w_srl": srl,
+        "loss.tau": soft and (srf or srl),
+        "loss.feature_dim": srf and loss["variant"] == "paper-features",
+        "loss.feature_norm": srf and loss["variant"] == "paper-features",
+        "optim.sr_warmup_iters": srf or srl,
+        "loss.focal": loss["pixel"] == "focal",
+        "loss.lal": loss["pixel"] == "lal",
+        "loss.center_alpha": loss["center"],
+        "loss.w_center": loss["center"],
+        "loss.rloss": loss.get("regularizer") is not None,
+    }
+    return [key for key, used in read.items() if not used]
+
+
+def reading_hash(cfg: dict) -> str:
+    """``config_hash`` of what a full run config's run reads: its ``unread_keys`` dropped, and the variant
+    ``paper-features`` read as ``paper`` without SR-F (the two differ in SR-F only). Equal for runs that compute
+    the same thing, so a sweep trains such runs once."""
+    reading = copy.deepcopy(cfg)
+    for dotted in unread_keys(cfg):
+        section, key = dotted.split(".")
+        reading[section].pop(key, None)
+    if reading["loss"].get("variant") == "paper-features" and not cfg["loss"]["srf"]:
+        reading["loss"]["variant"] = "paper"
+    return config_hash(reading)
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:

@@ -73,6 +73,58 @@ def _small_object_mask(codes: np.ndarray, small_fraction: float, background_inde
 
 
 
+class ExitAgreement:
+    """Per-exit mIoU and how the head relates to SR-F's teacher, accumulated over a split: the mechanism
+    behind an SR-F result, measured on the same pixels as the scores.
+
+    ``update(preds, target)``: preds = N integer B x H x W maps, exit 1 (SR-F's teacher) first, the head
+    last; target B x H x W with ``ignore_index`` for void. ``compute()`` -> {"exit<k>_miou" for k = 1..N
+    (mIoU as ``SegmentationMetrics``: classes present in ground truth or prediction), "teacher_agreement"
+    (share of valid pixels where the head's class equals exit 1's), "head_accuracy_teacher_wrong" (share
+    of the valid pixels exit 1 gets wrong that the head gets right; None when exit 1 is never wrong)}.
+    """
+
+    def __init__(self, num_classes: int, exits: int, ignore_index: int = 255):
+        if exits < 2:
+            raise ValueError(f"ExitAgreement needs at least 2 exits (a teacher and the head), got {exits}")
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.confusions = torch.zeros(exits, num_classes * num_classes, dtype=torch.int64)
+        self.counts = {"valid": 0, "agree": 0, "teacher_wrong": 0, "head_right_teacher_wrong": 0}
+
+    def update(self, preds: list[torch.Tensor], target: torch.Tensor) -> None:
+        if len(preds) != len(self.confusions):
+            raise ValueError(f"expected {len(self.confusions)} exit predictions, got {len(preds)}")
+        valid = target != self.ignore_index
+        truth = target[valid].long()
+        for k, pred in enumerate(preds):
+            index = truth * self.num_classes + pred[valid].long()
+            self.confusions[k] += torch.bincount(index, minlength=self.num_classes**2).cpu()
+        teacher, head = preds[0][valid], preds[-1][valid]
+        teacher_wrong = teacher != truth
+        self.counts["valid"] += int(valid.sum())
+        self.counts["agree"] += int((head == teacher).sum())
+        self.counts["teacher_wrong"] += int(teacher_wrong.sum())
+        self.counts["head_right_teacher_wrong"] += int(((head == truth) & teacher_wrong).sum())
+
+    def compute(self) -> dict:
+        size = (self.num_classes, self.num_classes)
+        scores = {f"exit{k + 1}_miou": iou_scores(conf.reshape(size))[1] for k, conf in enumerate(self.confusions)}
+        counts = self.counts
+        scores["teacher_agreement"] = counts["agree"] / counts["valid"] if counts["valid"] else None
+        scores["head_accuracy_teacher_wrong"] = (counts["head_right_teacher_wrong"] / counts["teacher_wrong"]
+                                                 if counts["teacher_wrong"] else None)
+        return scores
+
+
+def iou_scores(confusion: torch.Tensor) -> tuple[list, float | None]:
+    """(per-class IoU, mIoU) of a C x C confusion matrix (rows ground truth): IoU None for a class absent from
+    both ground truth and prediction, mIoU over the others (None when there are none)."""
+    tp, gt, pr = confusion.diag(), confusion.sum(1), confusion.sum(0)
+    union = gt + pr - tp
+    iou = _ratios(tp, union, union > 0)
+    return iou, _mean(iou)
+
+
 class SegmentationMetrics:
     """Confusion-matrix metrics and failure-mode scores for one split (see the module docstring).
 
@@ -197,12 +249,11 @@ class SegmentationMetrics:
     def compute(self) -> dict:
         """Scores over everything accumulated since construction / reset() (keys: module docstring)."""
         conf = self._confusion
-        tp, gt, pr = conf.diag(), conf.sum(1), conf.sum(0)
-        union = gt + pr - tp
-        iou = _ratios(tp, union, union > 0)
+        tp, gt = conf.diag(), conf.sum(1)
+        iou, miou = iou_scores(conf)
         valid = int(gt.sum())
         scores = {
-            "miou": _mean(iou),
+            "miou": miou,
             "iou_per_class": iou,
             "pixel_accuracy": int(tp.sum()) / valid if valid else None,
             "mean_class_accuracy": _mean(_ratios(tp, gt, gt > 0)),

@@ -28,7 +28,7 @@ from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
 from srlib.data.transforms import eval_transform, train_transform
 from srlib.data.weak import build_train_set
-from srlib.evaluate import evaluate, write_artifacts
+from srlib.evaluate import evaluate, evaluation_model, write_artifacts
 from srlib.losses import RunLoss
 from srlib.losses.self_regulation import check_labels
 from srlib.models import PRESETS, build_segmentor
@@ -43,6 +43,8 @@ from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
 log = logging.getLogger("srlib.train")
 
 TIMING_WARMUP_STEPS = 5  # steps left out of the median step time
+# Scores of the val_subset curve (``Run.validate_subset``): the head's mIoU and, with exits, the SR-F mechanism
+VAL_SUBSET_KEYS = ("miou", "exit1_miou", "teacher_agreement", "head_accuracy_teacher_wrong")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -75,6 +77,7 @@ def build_model(cfg: dict, num_classes: int, needs: dict) -> torch.nn.Module:
         **kwargs,
         num_classes=num_classes,
         exit_type=model_cfg["exit"] if needs["exits"] else None,
+        exit_width=model_cfg["exit_width"],
         classify=needs["classify"],
         feature_proj_dim=cfg["loss"]["feature_dim"] if needs["feature_proj"] else None,
         pretrained=model_cfg["pretrained"],
@@ -272,16 +275,23 @@ class Run:
             persistent_workers=False,
         )
 
-    def validate_subset(self) -> float:
-        """mIoU in % of the test-time model on the first ``run.val_images`` evaluation images. Leaves the
-        training untouched: same weights, modes and random streams (a run validated at any cadence
-        computes what an unvalidated one does)."""
+    def evaluate(self, dataset, keep: int) -> tuple[dict, dict]:
+        """``srlib.evaluate.evaluate`` of the test-time model on ``dataset``, with every exit's mIoU and the
+        head-teacher agreement when the model has exits (one pass: the head's scores are the test-time model's)."""
+        model, exits = evaluation_model(self.model)
+        return evaluate(model, dataset, self.info, device=self.device, batch_size=self.cfg["data"]["eval_batch_size"],
+                        window=self.cfg["data"]["eval_window"], keep=keep, exits=exits)
+
+    def validate_subset(self) -> dict:
+        """The ``val_subset/`` points: mIoU in % of the test-time model on the first ``run.val_images``
+        evaluation images and, with exits, exit 1's mIoU, the head-teacher agreement and the head's accuracy
+        where exit 1 is wrong (``VAL_SUBSET_KEYS``, in %). Leaves the training untouched: same weights, modes
+        and random streams (a run validated at any cadence computes what an unvalidated one does)."""
         subset = Subset(self.eval_set, range(min(self.cfg["run"]["val_images"], len(self.eval_set))))
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            metrics, _ = evaluate(self.model.inference_model(), subset, self.info, device=self.device,
-                                  batch_size=self.cfg["data"]["eval_batch_size"],
-                                  window=self.cfg["data"]["eval_window"], keep=0)
-        return 100 * metrics["miou"]
+            metrics, _ = self.evaluate(subset, keep=0)
+        return {f"val_subset/{key}_pct": 100 * metrics[key] for key in VAL_SUBSET_KEYS
+                if metrics.get(key) is not None}
 
     def train(self, tracker) -> dict:
         """Train to ``optim.iters``. Metric points go to history.jsonl and MLflow only once a checkpoint covers
@@ -300,7 +310,7 @@ class Run:
                          "loss_weighted/total": self.last_terms["total"], "lr": self.scheduler.get_last_lr()[0]}
                 progress(self.iteration, self.last_terms)
             if run_cfg["val_every"] and (self.iteration % run_cfg["val_every"] == 0 or last):
-                point["val_subset/miou_pct"] = self.validate_subset()
+                point.update(self.validate_subset())
             if point:
                 self.pending.append({"step": self.iteration, "time_ms": int(time.time() * 1000), "metrics": point})
             if self.iteration % run_cfg["ckpt_every"] == 0 or last:
@@ -393,11 +403,7 @@ def execute(cfg: dict, out_dir: str | Path) -> dict:
             train_summary = run.train(tracker)
             cost = run.cost()  # before evaluation, so peak memory is the training's
             eval_started = time.perf_counter()
-            metrics, pictures = evaluate(
-                run.model.inference_model(), run.eval_set, run.info, device=run.device,
-                batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
-                keep=cfg["run"]["pictures"],
-            )
+            metrics, pictures = run.evaluate(run.eval_set, keep=cfg["run"]["pictures"])
             train_summary["eval_time_s"] = time.perf_counter() - eval_started
             write_artifacts(out_dir, metrics, pictures, run.info)
         except BaseException:

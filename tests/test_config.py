@@ -1,7 +1,10 @@
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
-from srlib.config import DEFAULTS, ConfigError, config_hash, flatten, resolve_config
+from srlib.config import DEFAULTS, ConfigError, config_hash, flatten, merge, resolve_config
 from srlib.data import DATASETS
 from srlib.losses import PIXEL_LOSSES
 from srlib.losses.self_regulation import VARIANTS
@@ -109,3 +112,18 @@ def test_auto_settings_are_resolved_so_the_hash_says_what_ran():
     assert cfg["device"] in ("cpu", "cuda")
     assert cfg["optim"]["amp"] is (cfg["device"] == "cuda")
     assert cfg["optim"]["channels_last"] is (cfg["device"] == "cuda")
+
+
+def test_committed_run_records_keep_their_config_hash_under_todays_defaults():
+    records = sorted(Path(__file__).resolve().parents[1].glob("results/*/reference_runs/**/metrics.json"))
+    assert records
+    for path in records:
+        record = json.loads(path.read_text())
+        assert config_hash(merge(DEFAULTS, record["config"])) == record["config_hash"], path
+
+
+def test_keys_added_later_change_the_identity_only_away_from_their_default():
+    base = resolve_config({})
+    assert config_hash(resolve_config({"model": {"exit_width": 256}})) == config_hash(base)
+    assert config_hash(resolve_config({"model": {"exit_width": 64}})) != config_hash(base)
+    assert config_hash(resolve_config({"loss": {"feature_norm": "power"}})) != config_hash(base)

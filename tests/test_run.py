@@ -172,7 +172,7 @@ def test_a_pixel_loss_registered_at_run_time_validates_and_trains_a_step(data_ro
     run = Run(resolve_config(cfg), out_dir=None)
     assert run.loss.needs == {"exits": True, "classify": True, "feature_proj": False}
     terms = run.timed_step(next(iter(run.loader())))
-    assert set(terms) == {"seg", "seg_head", "cls", "srf", "total"} and bool(terms["total"].isfinite())
+    assert set(terms) == {"seg", "seg_head", "cls", "srf", "srf_gap", "total"} and bool(terms["total"].isfinite())
 
 
 

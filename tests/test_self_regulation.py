@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from srlib.losses.self_regulation import (
+    FEATURE_EPS,
     VARIANTS,
     check_labels,
     check_loss_args,
@@ -177,7 +178,8 @@ def test_total_weights_every_active_term():
     weights = dict(w_seg=0.3, w_cls=0.7, w_srf=2.0, w_srl=0.25)
     t = loss(out, target, "paper", 3, mea=True, srf=True, srl=True, **weights)
     expected = 0.3 * t["seg"] + 0.7 * t["cls"] + 2.0 * t["srf"] + 0.25 * t["srl"]
-    assert set(t) == {"seg", "seg_head", "cls", "srf", "srl", "total"} and close(t["total"], expected.item())
+    assert set(t) == {"seg", "seg_head", "cls", "srf", "srl", "srf_gap", "srl_gap", "total"}
+    assert close(t["total"], expected.item())
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -354,7 +356,70 @@ def test_every_combination_and_variant_trains_a_real_timm_backbone():
         model.zero_grad()
         terms = loss(model(images), target, variant, 3, mea=mea, srf=srf, srl=srl)
         active = {name for name, on in [("cls", mea), ("srf", srf), ("srl", srl)] if on}
+        active |= {f"{name}_gap" for name in ("srf", "srl") if name in active}
         assert set(terms) == {"seg", "seg_head", "total"} | active
         assert torch.isfinite(terms["total"]), (mea, srf, srl, variant)
         terms["total"].backward()
         assert stem.grad is not None and torch.isfinite(stem.grad).all() and stem.grad.abs().sum() > 0
+
+
+# ---- distillation gaps and the power normalisation ---------------------------------------------
+
+
+def _entropy(p: list[float]) -> float:
+    return -sum(q * math.log(q) for q in p if q > 0)
+
+
+def test_gap_is_the_term_minus_the_teachers_entropy_per_student():
+    teacher = pixels((0, LN3), (0, 0))  # (1/4, 3/4) and (1/2, 1/2)
+    students = [pixels((LN3, 0), (0, 0)), pixels((0, 0), (0, LN3))]
+    terms = loss({"seg": [teacher, *students]}, label(0, 1), "paper", srf=True)
+    floor = (_entropy([1 / 4, 3 / 4]) + _entropy([1 / 2, 1 / 2])) / 2  # mean over the two pixels
+    assert close(terms["srf_gap"], terms["srf"].item() - 2 * floor)
+    matched = loss({"seg": [teacher, teacher.clone(), teacher.clone()]}, label(0, 1), "paper", srf=True)
+    assert close(matched["srf_gap"], 0.0) and close(matched["srf"], 2 * floor)  # at its floor: no gap left
+
+
+def test_official_gaps_one_hot_srf_teacher_and_binary_srl_entropy():
+    torch.manual_seed(0)
+    out = {"seg": [torch.randn(2, 3, 4, 4) for _ in range(3)], "cls": [torch.randn(2, 3) for _ in range(3)]}
+    terms = loss(out, torch.randint(0, 3, (2, 4, 4)), "official", 3, srf=True, srl=True)
+    assert close(terms["srf_gap"], terms["srf"].item())  # the argmax pseudo-label has no entropy
+    p = torch.sigmoid(out["cls"][-1])
+    binary = -(p * p.log() + (1 - p) * (1 - p).log()).mean().item()
+    assert close(terms["srl_gap"], terms["srl"].item() - 2 * binary)
+    same = loss({**out, "cls": [out["cls"][-1]] * 3}, torch.randint(0, 3, (2, 4, 4)), "official", 3, srl=True)
+    assert close(same["srl_gap"], 0.0)
+
+
+def test_gaps_are_not_part_of_the_total():
+    torch.manual_seed(1)
+    out = {"seg": [torch.randn(1, 3, 4, 4) for _ in range(3)], "cls": [torch.randn(1, 3) for _ in range(3)]}
+    t = loss(out, torch.randint(0, 3, (1, 4, 4)), "paper", 3, srf=True, srl=True)
+    assert close(t["total"], (t["seg"] + t["srf"] + t["srl"]).item())
+
+
+def test_power_normalisation_is_the_papers_relu_power_over_the_channel_sum():
+    teacher = torch.tensor([1.0, 3.0, -2.0]).view(1, 3, 1, 1)  # relu -> (1, 3, 0)
+    student = torch.tensor([2.0, 2.0, 0.0]).view(1, 3, 1, 1)
+    tau = 2.0
+    out = {"seg": [torch.zeros(1, 2, 1, 1)] * 2, "feats": [teacher, student]}
+    terms = loss(out, torch.zeros(1, 1, 1, dtype=torch.long), "paper-features", srf=True, tau=tau,
+                 feature_norm="power")
+
+    def normalised(values):
+        powered = [(max(v, 0.0) + FEATURE_EPS) ** (1 / tau) for v in values]
+        return [q / sum(powered) for q in powered]
+
+    p, q = normalised([1.0, 3.0, -2.0]), normalised([2.0, 2.0, 0.0])
+    expected = tau**2 * -sum(a * math.log(b) for a, b in zip(p, q))
+    assert close(terms["srf"], expected)
+    assert close(terms["srf_gap"], expected - tau**2 * _entropy(p))
+    softmax = loss(out, torch.zeros(1, 1, 1, dtype=torch.long), "paper-features", srf=True, tau=tau)
+    assert not close(softmax["srf"], expected)  # the default softmax normalisation is another reading
+
+
+def test_unknown_feature_norm_is_refused_naming_it():
+    out = {"seg": [torch.zeros(1, 2, 1, 1)] * 2, "feats": [torch.zeros(1, 3, 1, 1)] * 2}
+    with pytest.raises(ValueError, match="unknown feature_norm 'l2'; valid: softmax, power"):
+        loss(out, torch.zeros(1, 1, 1, dtype=torch.long), "paper-features", srf=True, feature_norm="l2")

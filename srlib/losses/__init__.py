@@ -74,7 +74,8 @@ class RunLoss:
         terms = self_regulation_loss(
             out, target, mea=loss["mea"], srf=loss["srf"] and sr_on, srl=loss["srl"] and sr_on,
             variant=loss["variant"], num_classes=self.num_classes, w_seg=loss["w_seg"], w_cls=loss["w_cls"],
-            w_srf=loss["w_srf"], w_srl=loss["w_srl"], tau=loss["tau"], pixel_loss=self.pixel,
+            w_srf=loss["w_srf"], w_srl=loss["w_srl"], tau=loss["tau"], feature_norm=loss["feature_norm"],
+            pixel_loss=self.pixel,
             has_background=self.has_background,
         )
         if loss["center"]:

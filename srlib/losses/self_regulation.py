@@ -16,7 +16,13 @@ compares them):
 - ``paper-features``: as ``paper``, except that SR-F compares the projected feature maps
   ``out["feats"]`` (our assumption; the paper does not say how channels were aligned): teacher
   f_1, students f_2..f_N upsampled bilinearly to f_1's resolution, ignore pixels taken from the
-  label downsampled (nearest) to that resolution.
+  label downsampled (nearest) to that resolution. ``feature_norm`` says how a position's feature
+  vector becomes a distribution over channels: ``softmax`` (``softmax(f / tau)``, as for logits) or
+  ``power``, the paper's text: ``relu(f)^(1/tau)`` normalised to sum 1 (the projection's output
+  through a ReLU, as the backbone's post-ReLU features the paper normalises; ``FEATURE_EPS`` added
+  before the power so that an all-zero vector is uniform and its log finite). Both are the soft
+  cross-entropy above applied to ``log(relu(f) + eps)`` or to ``f``: the power normalisation of
+  ``f`` is the softmax of ``log(relu(f) + eps) / tau``.
 
 Decisions shared by every variant:
 
@@ -41,6 +47,12 @@ Decisions shared by every variant:
 - Without MEA nothing supervises exits 1..N-1 or the class logits, so SR-F then distils from an
   untrained exit 1 and SR-L from an untrained c_N. The grid still runs those cells, as asked.
 
+Each distillation term also reports its gap (``srf_gap``, ``srl_gap``; for logging, not in the total):
+the term minus the teacher's entropy summed over the students, i.e. the KL divergence part that a student
+can still reduce (a soft cross-entropy never falls below the teacher's entropy). Official SR-F's teacher is
+one-hot, so its gap is the term itself; official SR-L's entropy is the binary one of each class probability.
+A term that sits at a large constant may be at its floor: its gap near 0 says so.
+
 ``model_needs`` says which model parts the active terms read. Validation: ``check_loss_args``
 (settings), ``check_labels`` (a label tensor, before training) and ``check_outputs`` (that ``out``
 holds what ``model_needs`` asks for) raise ``ValueError``
@@ -59,6 +71,8 @@ from srlib.config import DEFAULTS
 from srlib.losses.pixel_ops import class_argmax, nll_terms, resize_bilinear
 
 VARIANTS = ("official", "paper", "paper-features")
+FEATURE_NORMS = ("softmax", "power")
+FEATURE_EPS = 1e-3  # power normalisation: added to relu(f) before the power (features are O(1) after BN-ReLU)
 IGNORE_INDEX = 255
 _W = {key: DEFAULTS["loss"][key] for key in ("w_seg", "w_cls", "w_srf", "w_srl", "tau")}  # the official values
 
@@ -164,17 +178,42 @@ def soft_cross_entropy(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
     return tau**2 * -(target * F.log_softmax(student.float() / tau, dim=1)).sum(dim=1)
 
 
+def soft_entropy(teacher: Tensor, tau: float) -> Tensor:
+    """``tau^2 * H(softmax(teacher/tau))`` over dim 1: the floor of ``soft_cross_entropy`` against ``teacher``.
+    Shape B x C (x h x w) -> B (x h x w), float32, no gradient."""
+    with torch.no_grad():
+        log_p = F.log_softmax(teacher.float() / tau, dim=1)
+        return tau**2 * -(log_p.exp() * log_p).sum(dim=1)
+
+
+def power_logits(feats: Tensor) -> Tensor:
+    """``log(relu(f) + FEATURE_EPS)``: logits whose ``softmax(. / tau)`` is the power normalisation of ``f``,
+    ``(relu(f) + eps)^(1/tau) / sum_c (relu(f_c) + eps)^(1/tau)``. B x D x h x w -> same, float32."""
+    return torch.log(F.relu(feats.float()) + FEATURE_EPS)
+
+
 def _valid_mean(values: Tensor, valid: Tensor) -> Tensor:
     """Mean of ``values`` over ``valid`` positions (same shape); 0 when none is valid."""
     return (values * valid).sum() / valid.sum().clamp_min(1)
 
 
-def _srf_features(feats: list[Tensor], target: Tensor, tau: float, ignore_index: int) -> Tensor:
-    """paper-features SR-F: soft CE of f_2..f_N against f_1 at f_1's resolution, valid pixels."""
+def _srf_features(feats: list[Tensor], target: Tensor, tau: float, ignore_index: int,
+                  feature_norm: str) -> tuple[Tensor, Tensor]:
+    """paper-features SR-F: soft CE of f_2..f_N against f_1 at f_1's resolution over valid pixels, each map
+    normalised by ``feature_norm``; returns (term, the teacher's mean entropy over valid pixels)."""
     size = feats[0].shape[-2:]
     label = F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0]
     valid = label != ignore_index
-    return sum(_valid_mean(soft_cross_entropy(resize_bilinear(f, size), feats[0], tau), valid) for f in feats[1:])
+    if feature_norm == "power":
+        feats = [power_logits(f) for f in feats]
+    term = sum(_valid_mean(soft_cross_entropy(resize_bilinear(f, size), feats[0], tau), valid) for f in feats[1:])
+    return term, _valid_mean(soft_entropy(feats[0], tau), valid)
+
+
+def _binary_entropy(logits: Tensor) -> Tensor:
+    """Mean binary entropy of ``sigmoid(logits)`` (B x C), no gradient: official SR-L's floor per student."""
+    with torch.no_grad():
+        return F.binary_cross_entropy_with_logits(logits, torch.sigmoid(logits))
 
 
 def self_regulation_loss(
@@ -191,6 +230,7 @@ def self_regulation_loss(
     w_srf: float = _W["w_srf"],
     w_srl: float = _W["w_srl"],
     tau: float = _W["tau"],
+    feature_norm: str = "softmax",
     ignore_index: int = IGNORE_INDEX,
     pixel_loss: PixelLoss | None = None,
     has_background: bool = True,
@@ -202,14 +242,18 @@ def self_regulation_loss(
     pixel_loss(logits B x C x H x W, target) -> scalar; default CE ignoring ``ignore_index``.
     has_background: class 0 is a background class. ``official`` counts void pixels as background in the
     presence labels only then; on datasets without one (Cityscapes: class 0 = road) void is skipped.
+    feature_norm: ``paper-features`` only, ``FEATURE_NORMS``: softmax or the paper's power normalisation.
     Returns the unweighted active terms among "seg", "cls", "srf", "srl" (scalars), their weighted "total",
-    and "seg_head": the head's own pixel loss (with MEA "seg" sums it over every exit; a term for logging,
-    not added again to the total).
+    and, for logging only (not in the total): "seg_head", the head's own pixel loss (with MEA "seg" sums it
+    over every exit), and "srf_gap" / "srl_gap" with their terms (each term minus its teacher's entropy over
+    the students: the KL part).
     """
     check_loss_args(
         variant=variant, num_classes=num_classes, tau=tau, ignore_index=ignore_index,
         w_seg=w_seg, w_cls=w_cls, w_srf=w_srf, w_srl=w_srl,
     )
+    if feature_norm not in FEATURE_NORMS:
+        raise ValueError(f"unknown feature_norm {feature_norm!r}; valid: {', '.join(FEATURE_NORMS)}")
     check_outputs(out, mea=mea, srf=srf, srl=srl, variant=variant, num_classes=num_classes)
     # Autocast off: a caller's bf16 / fp16 region would otherwise run the upsampling's matrix products in low
     # precision; every term is float32 wherever the loss is called.
@@ -244,21 +288,28 @@ def self_regulation_loss(
         else:
             terms["seg"] = gt[len(logits) - 1]
 
+        floors = {}  # term -> the teacher's entropy, per student (the gap's floor)
         if pseudo is not None:
-            terms["srf"] = sum(distilled.values())
+            terms["srf"], floors["srf"] = sum(distilled.values()), torch.zeros(())  # a one-hot teacher
         elif srf and variant == "paper":
             valid = target != ignore_index
             terms["srf"] = sum(_valid_mean(soft_cross_entropy(z, logits[0], tau), valid) for z in logits[1:])
+            floors["srf"] = _valid_mean(soft_entropy(logits[0], tau), valid)
         elif srf:
-            terms["srf"] = _srf_features(out["feats"], target, tau, ignore_index)
+            terms["srf"], floors["srf"] = _srf_features(out["feats"], target, tau, ignore_index, feature_norm)
 
         if srl and variant == "official":
             soft = torch.sigmoid(cls[-1].detach())
             terms["srl"] = sum(F.binary_cross_entropy_with_logits(c, soft) for c in cls[:-1])
+            floors["srl"] = _binary_entropy(cls[-1])
         elif srl:
             terms["srl"] = sum(soft_cross_entropy(c, cls[-1], tau).mean() for c in cls[:-1])
+            floors["srl"] = soft_entropy(cls[-1], tau).mean()
 
         weights = {"seg": w_seg if mea else 1.0, "cls": w_cls, "srf": w_srf, "srl": w_srl}
         terms["total"] = sum(weights[name] * term for name, term in terms.items())
         terms["seg_head"] = gt[len(logits) - 1]  # the head's own: comparable across runs with and without MEA
+        students = len(seg) - 1  # SR-F and SR-L each teach every exit but their teacher
+        for name, floor in floors.items():
+            terms[f"{name}_gap"] = terms[name].detach() - students * floor.to(terms[name].device)
         return terms

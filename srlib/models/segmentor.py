@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlib.models.backbone import Backbone, build_backbone
-from srlib.models.exits import EXITS, ImageClassifier
+from srlib.models.exits import EXIT_CHANNELS, EXITS, ImageClassifier
 from srlib.models.heads import HEADS
 
 
@@ -94,6 +94,7 @@ def build_segmentor(
     head: str,
     num_classes: int,
     exit_type: str | None = None,
+    exit_width: int = EXIT_CHANNELS,
     output_stride: int = 16,
     classify: bool = False,
     feature_proj_dim: int | None = None,
@@ -104,7 +105,7 @@ def build_segmentor(
 ) -> Segmentor:
     """Build a segmentor on timm model ``backbone`` with decoder ``head`` (a key of HEADS).
 
-    exit_type: a key of EXITS or None (the baseline, no exits). classify: image-level classifier on
+    exit_type: a key of EXITS or None (the baseline, no exits). exit_width: the official exit's conv width. classify: image-level classifier on
     every exit and on the head. feature_proj_dim: 1x1 conv projection of every tapped stage to that
     width (for the ``paper-features`` variant). pretrained: ``imagenet``, a shipped weights source or a
     local backbone checkpoint (never downloads; see ``build_backbone``). backbone_kwargs: extra
@@ -125,7 +126,7 @@ def build_segmentor(
     decoder = HEADS[head](body.channels[-1], num_classes, body.output_stride)
     tap_channels = [c for c, r in zip(body.channels[:-1], body.reductions[:-1]) if r >= min_exit_stride]
     exit_channels = tap_channels if exit_type else []
-    exits = [EXITS[exit_type](channels, num_classes) for channels in exit_channels]
+    exits = [EXITS[exit_type](channels, num_classes, exit_width) for channels in exit_channels]
     tapped = [*exit_channels, body.channels[-1]]
     classifiers = [ImageClassifier(num_classes) for _ in tapped] if classify else []
     projections = [nn.Conv2d(channels, feature_proj_dim, 1) for channels in tapped] if feature_proj_dim else []
