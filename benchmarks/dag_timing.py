@@ -80,8 +80,8 @@ def write_bare(directory: Path, bench: dict) -> None:
     filled = json.loads(json.dumps(bench))
     validate(filled, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # the schema's defaults
     expanded = sweep.expand(filled)
-    runs = f"{expanded['dir']}/runs/{sweep.RUN_PATTERN}"
-    costs = f"{expanded['dir']}/cost/{sweep.COST_PATTERN}"
+    runs = f"{expanded['dir']}/runs/{sweep.run_pattern(expanded['axes'])}"
+    costs = f"{expanded['dir']}/cost/{sweep.cost_pattern(expanded['axes'])}"
     directory.mkdir()
     (directory / "Snakefile").write_text(BARE_SNAKEFILE.format(RUN=runs, COST=costs))
     targets = [f"{d}/outcome.json" for d in expanded["run_dirs"]] + expanded["cost_files"]

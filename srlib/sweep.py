@@ -2,12 +2,19 @@
 
 A benchmark file (``benchmarks/<name>.yaml``, schema ``workflow/schemas/config.schema.yaml``) is one sweep.
 Its runs are the Cartesian product of the axes ``AXES``; each run is identified by its directory, which
-spells its axis values (``RUN_PATTERN``)::
+spells its axis values (``run_pattern``)::
 
     results/<bench>/runs/dataset~<id>/preset~<preset>/pixel~<loss>/sr~<combo>/seed~<seed>/
 
-and its run config is ``base`` <- its dataset's ``config`` <- matching ``overrides`` <- the axis values.
-The axes own the run-config keys in ``OWNED_KEYS``; a fragment may not set them.
+and its run config is ``base`` <- its dataset's ``config`` <- its setting's fragment <- matching ``overrides``
+<- the axis values. The axes own the run-config keys in ``OWNED_KEYS``; a fragment may not set them.
+
+Settings (``axes.settings``, optional): named run-config fragments, e.g. ``{official: {loss: {variant:
+official}}, paper: {...}}``, each a value of the axis ``setting`` (path segment ``setting~<name>`` before
+``sr~``; a benchmark without the axis keeps its paths and run configs exactly). Cells of different settings
+that read the same config (``srlib.config.reading_hash``: a baseline reads no SR key, a cell without exits no
+exit key) are trained once, in the directory of the first such setting, and serve every one of them
+(``served``): the tables show that run under each setting it serves.
 
 Axis values: ``sr`` is ``baseline`` or the terms mea / srf / srl joined by '+' (canonical order, table
 order ``SR_ORDER``); ``pixel`` is a ``srlib.losses.PIXEL_LOSSES`` name, with ``+center`` for that loss plus
@@ -26,22 +33,23 @@ scipy and does O(runs) dict work only; ``workflow/rules/common.smk`` is thin glu
 """
 
 import itertools
+import re
 from pathlib import Path
 
 from srlib.config import (
-    DEFAULTS, GENERATE_DEFAULTS, ConfigError, check_schema, integral_floats_to_ints, merge, tracking_uri,
+    DEFAULTS, GENERATE_DEFAULTS, ConfigError, check_schema, integral_floats_to_ints, merge, reading_hash,
+    tracking_uri,
 )
 from srlib.data import DATASETS
 
-AXES = ("dataset", "preset", "pixel", "sr", "seed")
+AXES = ("dataset", "preset", "pixel", "setting", "sr", "seed")  # in path order
+OPTIONAL_AXES = {"setting": ""}  # axis -> a run's value where its benchmark has no such axis
 SR_TERMS = ("mea", "srf", "srl")
 SR_LABELS = {"mea": "MEA", "srf": "SR-F", "srl": "SR-L"}
 SR_ORDER = ("baseline", "mea", "mea+srf", "mea+srl", "mea+srf+srl", "srf", "srl", "srf+srl")
 FULL_SR = "mea+srf+srl"
 CENTER_SUFFIX = "+center"
 
-RUN_PATTERN = "dataset~{dataset}/preset~{preset}/pixel~{pixel}/sr~{sr}/seed~{seed}"
-COST_PATTERN = "dataset~{dataset}/preset~{preset}/pixel~{pixel}/exit~{exit}/sr~{sr}"
 COST_AXES = ("dataset", "preset", "exit", "sr")  # what a cost file's path must spell; the pixel loss is read from its config
 GENERATED_PATTERN = "results/data/generated/size~{size}/train~{n_train}/val~{n_val}/test~{n_test}/seed~{seed}"
 GENERATED_KEYS = ("size", "n_train", "n_val", "n_test", "seed")  # the generator parameters a sweep may set
@@ -54,6 +62,7 @@ OWNED_KEYS = {
     "loss.mea": "axes.sr", "loss.srf": "axes.sr", "loss.srl": "axes.sr",
     "data.supervision": "axes.supervision", "loss.regularizer": "axes.supervision",
 }
+SETTING_NAME = "^[A-Za-z0-9_.=-]+$"  # a setting's name: a path segment, an MLflow tag
 SUPERVISION_LABELS = ("full", "pseudo", "scribble")  # srlib.data.weak.SUPERVISIONS (no torch import here)
 REGULARIZERS = ("densecrf", "dfr")  # srlib.losses.dense_crf.REGULARIZERS
 SUPERVISION_SEP = "@"  # dataset id @ supervision value
@@ -96,7 +105,7 @@ def run_label(run: dict, varying=()) -> str:
 
     ``run``: {axis: value} with at least "sr" and "seed".
     """
-    others = [str(run[axis]) for axis in AXES if axis in varying and axis not in ("sr", "seed")]
+    others = [str(run[axis]) for axis in AXES if axis in varying and axis not in ("sr", "seed") and run.get(axis)]
     return " · ".join([*others, str(run["sr"]), f"s{run['seed']}"])
 
 
@@ -135,6 +144,18 @@ def pixel_flags(label: str) -> dict:
 
 
 # -- paths --------------------------------------------------------------------------------------------
+def run_pattern(axes) -> str:
+    """The run directory pattern of a sweep with these axes: 'dataset~{dataset}/.../sr~{sr}/seed~{seed}', with
+    'setting~{setting}' before sr~ only when ``axes`` has the setting axis."""
+    return "/".join(f"{axis}~{{{axis}}}" for axis in AXES if axis in axes)
+
+
+def cost_pattern(axes) -> str:
+    """The cost file pattern (without .json): one per dataset x preset x pixel loss [x setting] x exit x SR."""
+    names = [axis for axis in AXES if axis in axes and axis != "seed"]
+    return "/".join(f"{axis}~{{{axis}}}" for axis in [*names[:-1], "exit", names[-1]])
+
+
 def path_axes(path: str | Path) -> dict[str, str]:
     """{'dataset': 'generated', ...} from a path's key~value segments (a trailing .json is dropped)."""
     parts = Path(str(path).removesuffix(".json")).parts
@@ -142,24 +163,27 @@ def path_axes(path: str | Path) -> dict[str, str]:
 
 
 def config_axes(cfg: dict) -> dict:
-    """Axis values a run config implies (for run directories whose path does not spell them)."""
+    """Axis values a run config implies (for run directories whose path does not spell them); the setting is
+    the sweep's ``setting`` tag, '' without one."""
     model = cfg.get("model", {})
     preset = model.get("preset") or f"{model.get('backbone')}_{model.get('head')}"
-    return {"dataset": cfg["data"]["name"], "preset": preset, "pixel": pixel_label(cfg["loss"]),
+    setting = ((cfg.get("tracking") or {}).get("tags") or {}).get("setting", OPTIONAL_AXES["setting"])
+    return {"dataset": cfg["data"]["name"], "preset": preset, "pixel": pixel_label(cfg["loss"]), "setting": setting,
             "sr": sr_from_flags(cfg["loss"]), "seed": cfg["seed"]}
 
 
 def run_axes(run_dir: str | Path, known: dict | None) -> dict:
     """A run's axis values: its path's key~value segments, the rest from ``known`` (the axes its record or
-    its config tell, see ``config_axes``).
+    its config tell, see ``config_axes``); an optional axis neither tells is ``OPTIONAL_AXES``' value.
 
-    Returns {dataset, preset, pixel, sr (canonical), seed (int)}; ValueError when neither tells them all.
+    Returns {dataset, preset, pixel, setting, sr (canonical), seed (int)}; ValueError when neither tells them all.
     """
     axes = path_axes(run_dir)
-    if set(AXES) - set(axes):
+    if set(AXES) - set(OPTIONAL_AXES) - set(axes):
         if known is None:
             raise ValueError(f"{run_dir}: no key~value path segments and no config to tell its dataset, preset, ...")
         axes = {**known, **axes}
+    axes = {**OPTIONAL_AXES, **axes}
     return {**{k: axes[k] for k in AXES}, "sr": canonical_sr(axes["sr"]), "seed": int(axes["seed"])}
 
 
@@ -275,44 +299,49 @@ def run_overrides(bench: dict, axes: dict[str, list[str]]) -> list[dict]:
     return rules
 
 
+def setting_fragments(bench: dict) -> dict[str, dict]:
+    """axes.settings -> {name: run-config fragment}, each checked like any fragment ({} without the axis)."""
+    settings = bench["axes"].get("settings") or {}
+    for name, fragment in settings.items():
+        if not re.match(SETTING_NAME, str(name)):
+            raise BenchmarkError(f"axes.settings: name {name!r} must match {SETTING_NAME} (it is a path segment)")
+        check_fragment(fragment or {}, f"axes.settings.{name}")
+    return {str(name): fragment or {} for name, fragment in settings.items()}
+
+
 def expand(bench: dict) -> dict:
     """A benchmark file (schema defaults filled) -> the sweep, validated; BenchmarkError names a bad key.
 
-    Returns {"name", "dir", "datasets" (see dataset_entries), "axes" ({axis: [value as str]}), "overrides",
-    "resources", "tracking" ({enabled, uri, experiment}), "runs" (one {axis: value} per run, in product
-    order), "run_dirs", "costs" (one {dataset, preset, pixel, exit, sr} per cost job), "cost_files"}.
+    Returns {"name", "dir", "datasets" (see dataset_entries), "settings" ({name: fragment}), "axes" ({axis:
+    [value as str]}, "setting" only with axes.settings), "overrides", "resources", "tracking" ({enabled, uri,
+    experiment}), "runs" (one {axis: value} per run to train, in product order), "run_dirs", "costs" (one
+    {dataset, preset, pixel, [setting,] exit, sr} per cost job), "cost_files", "served" ({cell_key of a run or
+    cost job: the settings it serves}; {} without settings)}.
     """
     check_fragment(bench.get("base") or {}, "base")
     datasets = dataset_entries(bench)
     axes_cfg = bench["axes"]
     if axes_cfg.get("supervision"):
         datasets = cross_supervision(datasets, list(dict.fromkeys(axes_cfg["supervision"])))
+    settings = setting_fragments(bench)
     axes = {
         "dataset": list(datasets),
         "preset": list(dict.fromkeys(axes_cfg["preset"])),
         "pixel": list(dict.fromkeys(axes_cfg.get("pixel") or ["ce"])),
+        **({"setting": list(settings)} if settings else {}),
         "sr": expand_sr(axes_cfg.get("sr") or ["all"], "axes.sr"),
         "seed": [str(s) for s in dict.fromkeys(axes_cfg.get("seed") or [0, 1, 2])],
     }
     bench_dir = f"results/{bench['name']}"
     tracking = bench.get("tracking") or {}
-    cost = bench.get("cost") or {}
-    base_exit = (bench.get("base") or {}).get("model", {}).get("exit", DEFAULTS["model"]["exit"])
-    cost_sr = expand_sr(cost["sr"], "cost.sr") if cost.get("sr") else axes["sr"]
-    runs = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-    costs = [  # every pixel loss: each one's own step time and memory
-        {"dataset": d, "preset": p, "pixel": px, "exit": "none" if sr == "baseline" else e, "sr": sr}
-        for d, p, px, e, sr in itertools.product(axes["dataset"], axes["preset"], axes["pixel"],
-                                                 cost.get("exits") or [base_exit], cost_sr)
-    ]
-    return {
+    sweep = {
         "name": bench["name"],
         "dir": bench_dir,
         "base": bench.get("base") or {},
         "datasets": datasets,
+        "settings": settings,
         "axes": axes,
-        "overrides": run_overrides(bench, axes),
-        "resources": bench.get("resources") or {},
+        "resources": {"train": {"threads": 1}, **(bench.get("resources") or {})},
         "tracking": {
             "enabled": tracking.get("enabled", True),
             # relative to the workflow directory: the URI is part of every run.yaml, which must not change
@@ -320,11 +349,63 @@ def expand(bench: dict) -> dict:
             "uri": tracking_uri(tracking.get("uri"), absolute=False),
             "experiment": tracking.get("experiment") or bench["name"],
         },
-        "runs": runs,
-        "run_dirs": [f"{bench_dir}/runs/{RUN_PATTERN.format(**run)}" for run in runs],
-        "costs": costs,
-        "cost_files": list(dict.fromkeys(f"{bench_dir}/cost/{COST_PATTERN.format(**c)}.json" for c in costs)),
     }
+    sweep["overrides"] = run_overrides(bench, axes)
+    cells = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    served = shared_cells(cells, lambda cell: run_config(sweep, cell)) if settings else {}
+    runs = [cell for cell in cells if cell_key(cell) in served] if settings else cells
+    costs = shared_costs(sweep, bench.get("cost") or {})
+    served.update(costs["served"])
+    sweep.update({
+        "runs": runs,
+        "run_dirs": [f"{bench_dir}/runs/{run_pattern(axes).format(**run)}" for run in runs],
+        "costs": costs["costs"],
+        "cost_files": list(dict.fromkeys(f"{bench_dir}/cost/{cost_pattern(axes).format(**c)}.json"
+                                         for c in costs["costs"])),
+        "served": served,
+    })
+    return sweep
+
+
+def cell_key(cell: dict) -> tuple:
+    """A run's or cost job's cell as a hashable key: its values of ``AXES`` and "exit" (as strings; "" where
+    absent), e.g. a frame row's or a path's axes."""
+    return tuple(str(cell.get(axis, "")) for axis in (*AXES, "exit"))
+
+
+def shared_cells(cells: list[dict], config) -> dict[tuple, list[str]]:
+    """Cells of a settings sweep that compute the same thing, trained once: {cell_key of the first cell of each
+    group (in the order given): the settings its group covers}. Two cells are one group when they differ in
+    their setting only and ``config(cell)`` (a run-config fragment) reads the same (``reading_hash``)."""
+    groups: dict[tuple, tuple] = {}
+    served: dict[tuple, list[str]] = {}
+    for cell in cells:
+        others = tuple((axis, str(value)) for axis, value in cell.items() if axis != "setting")
+        group = (others, reading_hash(merge(DEFAULTS, config(cell))))
+        home = groups.setdefault(group, cell_key(cell))
+        served.setdefault(home, []).append(cell["setting"])
+    return served
+
+
+def shared_costs(sweep: dict, cost: dict) -> dict:
+    """The cost jobs ({"costs": [{dataset, preset, pixel, [setting,] exit, sr}], "served": see shared_cells}):
+    every dataset x preset x pixel loss [x setting] x exit type (``cost.exits``, else the runs' own) x SR
+    combination of ``cost`` (benchmark key), the baseline without exits; in a settings sweep a job is shared by the settings whose cost config reads
+    the same."""
+    axes = sweep["axes"]
+    cost_sr = expand_sr(cost["sr"], "cost.sr") if cost.get("sr") else axes["sr"]
+    names = [axis for axis in ("dataset", "preset", "pixel", "setting") if axis in axes]
+    costs = []
+    for *values, exit_type, sr in itertools.product(*(axes[n] for n in names), cost.get("exits") or [None], cost_sr):
+        cell = {**dict(zip(names, values)), "sr": sr}
+        if exit_type is None:  # the exit its runs train with
+            exit_type = run_config(sweep, {**cell, "seed": axes["seed"][0]})["model"].get("exit", DEFAULTS["model"]["exit"])
+        costs.append({**cell, "exit": "none" if sr == "baseline" else exit_type})
+    costs = list({cell_key(c): c for c in costs}.values())  # the baseline once, whatever the exits
+    if "setting" not in axes:
+        return {"costs": costs, "served": {}}
+    served = shared_cells(costs, lambda c: cost_config(sweep, c))
+    return {"costs": [c for c in costs if cell_key(c) in served], "served": served}
 
 
 # -- per-run config -----------------------------------------------------------------------------------
@@ -334,9 +415,12 @@ def matching_overrides(sweep: dict, run: dict) -> tuple[int, ...]:
                  if all(run[axis] in values for axis, values in rule["where"].items()))
 
 
-def group_config(sweep: dict, dataset: str, matching: tuple[int, ...]) -> dict:
-    """base <- the dataset's config <- the overrides ``matching``; the same for every run of that group."""
+def group_config(sweep: dict, dataset: str, matching: tuple[int, ...], setting: str = "") -> dict:
+    """base <- the dataset's config <- the setting's fragment <- the overrides ``matching``; the same for every
+    run of that group."""
     cfg = merge(sweep["base"], sweep["datasets"][dataset]["config"])
+    if setting:
+        cfg = merge(cfg, sweep["settings"][setting])
     for i in matching:
         cfg = merge(cfg, sweep["overrides"][i]["config"])
     return cfg
@@ -361,10 +445,14 @@ def fixed_config(sweep: dict, run: dict) -> dict:
 
 def tracking_labels(sweep: dict, run: dict) -> dict:
     """Display-only tracking keys of one run: ``run_name`` (``run_label`` over the axes that vary in the
-    sweep) and ``tags`` {benchmark, one per axis} (MLflow groups runs by these)."""
-    varying = [axis for axis in AXES if len(sweep["axes"][axis]) > 1]
-    return {"run_name": run_label(run, varying),
-            "tags": {"benchmark": sweep["name"], **{axis: str(run[axis]) for axis in AXES}}}
+    sweep) and ``tags`` {benchmark, one per axis of the sweep; in a settings sweep "serves": the settings
+    whose tables show the run, comma-separated} (MLflow groups runs by these)."""
+    varying = [axis for axis in sweep["axes"] if len(sweep["axes"][axis]) > 1]
+    tags = {"benchmark": sweep["name"], **{axis: str(run[axis]) for axis in sweep["axes"]}}
+    serves = (sweep.get("served") or {}).get(cell_key(run))
+    if serves:
+        tags["serves"] = ",".join(serves)
+    return {"run_name": run_label(run, varying), "tags": tags}
 
 
 def run_config(sweep: dict, run: dict, group: dict | None = None) -> dict:
@@ -373,15 +461,14 @@ def run_config(sweep: dict, run: dict, group: dict | None = None) -> dict:
     ``group``: its ``group_config``, when the caller has it cached.
     """
     if group is None:
-        group = group_config(sweep, run["dataset"], matching_overrides(sweep, run))
+        group = group_config(sweep, run["dataset"], matching_overrides(sweep, run), run.get("setting", ""))
     return merge(group, fixed_config(sweep, run))
 
 
 def cost_config(sweep: dict, cost: dict) -> dict:
-    """Config measured by the cost rule for ``cost`` ({dataset, preset, pixel, exit, sr}): the sweep's first
-    seed, tracking off."""
-    run = {"dataset": cost["dataset"], "preset": cost["preset"], "pixel": cost["pixel"],
-           "sr": cost["sr"], "seed": sweep["axes"]["seed"][0]}
+    """Config measured by the cost rule for ``cost`` ({dataset, preset, pixel, [setting,] exit, sr}): the
+    sweep's first seed, tracking off."""
+    run = {**{axis: value for axis, value in cost.items() if axis != "exit"}, "seed": sweep["axes"]["seed"][0]}
     cfg = run_config(sweep, run)
     cfg["tracking"]["enabled"] = False
     if cost["exit"] != "none":

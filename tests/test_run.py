@@ -26,7 +26,7 @@ def test_run_writes_metrics_and_is_a_no_op_when_rerun(config, tmp_path):
     assert main(["run", str(config), "--out", str(out)]) == 0
     result = json.loads((out / "metrics.json").read_text())
     assert result["status"] == "FINISHED"
-    assert result["axes"] == {"dataset": "generated", "preset": "deeplabv3_resnet18", "pixel": "ce",
+    assert result["axes"] == {"dataset": "generated", "preset": "deeplabv3_resnet18", "pixel": "ce", "setting": "",
                               "sr": "mea+srf+srl", "seed": 0}
     assert 0 <= result["metrics"]["miou"] <= 1
     assert result["cost"]["params_train"] > result["cost"]["params_test"]

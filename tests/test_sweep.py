@@ -1,6 +1,7 @@
 """srlib.sweep in-process: SR names, axis expansion, run paths and their parser, each run's config."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_paths_spell_the_axes_and_parse_back():
     sw = expanded(BENCH)
     for run, run_dir in zip(sw["runs"], sw["run_dirs"]):
         assert sweep.path_axes(run_dir) == run
-        assert sweep.run_axes(run_dir, None) == {**run, "seed": int(run["seed"])}
+        assert sweep.run_axes(run_dir, None) == {**run, "setting": "", "seed": int(run["seed"])}
     cost = sw["cost_files"][-1]
     assert sweep.path_axes(cost) == {"dataset": "generated", "preset": "p2", "pixel": "focal+center", "exit": "light",
                                      "sr": "mea+srl"}
@@ -73,8 +74,8 @@ def test_paths_spell_the_axes_and_parse_back():
 def test_run_dir_without_segments_takes_its_axes_from_the_config():
     cfg = {"seed": 3, "data": {"name": "voc_aug"}, "model": {"preset": "p"},
            "loss": {"pixel": "ce", "center": True, "mea": True, "srf": False, "srl": True}}
-    assert sweep.run_axes("somewhere/run", sweep.config_axes(cfg)) == {"dataset": "voc_aug", "preset": "p", "pixel": "ce+center",
-                                                    "sr": "mea+srl", "seed": 3}
+    assert sweep.run_axes("somewhere/run", sweep.config_axes(cfg)) == {
+        "dataset": "voc_aug", "preset": "p", "pixel": "ce+center", "setting": "", "sr": "mea+srl", "seed": 3}
     with pytest.raises(ValueError, match="no key~value path segments"):
         sweep.run_axes("somewhere/run", None)
 
@@ -122,3 +123,97 @@ def test_the_committed_benchmarks_expand():
     assert len(default["runs"]) == 24 and len(default["cost_files"]) == 3
     losses = expanded(yaml.safe_load((REPO / "benchmarks" / "losses.yaml").read_text()))
     assert "ce+center" in losses["axes"]["pixel"]
+
+
+# ---- the settings axis ------------------------------------------------------------------------------
+READINGS = {
+    "name": "readings",
+    "base": {"optim": {"iters": 3}},
+    "axes": {
+        "dataset": [{"name": "generated", "generate": {"size": 32}}],
+        "preset": ["p1"],
+        "settings": {"official": {"loss": {"variant": "official"}}, "paper": {"loss": {"variant": "paper"}},
+                     "paper-features": {"loss": {"variant": "paper-features"}},
+                     "wide": {"model": {"exit": "official", "exit_width": 64}}},
+        "sr": ["baseline", "mea", "mea+srf", "mea+srl"],
+        "seed": [0],
+    },
+    "overrides": [{"where": {"setting": "paper", "sr": "mea+srf"}, "config": {"loss": {"tau": 2.0}}}],
+}
+
+
+def _served(sw: dict) -> dict[str, list[str]]:
+    """run dir below runs/ -> the settings it serves."""
+    return {run_dir.split("/runs/")[1]: sw["served"][sweep.cell_key(run)] for run, run_dir in zip(sw["runs"], sw["run_dirs"])}
+
+
+def test_settings_are_an_axis_whose_cells_that_read_the_same_train_once():
+    sw = expanded(READINGS)
+    assert sw["axes"]["setting"] == ["official", "paper", "paper-features", "wide"]
+    cell = "dataset~generated/preset~p1/pixel~ce/setting~{}/sr~{}/seed~0"
+    assert _served(sw) == {
+        cell.format("official", "baseline"): ["official", "paper", "paper-features", "wide"],  # reads no SR or exit key
+        cell.format("official", "mea"): ["official"],  # official MEA counts void as background
+        cell.format("paper", "mea"): ["paper", "paper-features"],  # paper-features differs in SR-F only
+        cell.format("wide", "mea"): ["wide"],
+        cell.format("official", "mea+srf"): ["official"],
+        cell.format("paper", "mea+srf"): ["paper"],  # tau 2 by the override
+        cell.format("paper-features", "mea+srf"): ["paper-features"],
+        cell.format("wide", "mea+srf"): ["wide"],
+        cell.format("official", "mea+srl"): ["official"],
+        cell.format("paper", "mea+srl"): ["paper", "paper-features"],
+        cell.format("wide", "mea+srl"): ["wide"],
+    }
+
+
+def test_a_setting_is_merged_before_the_overrides_and_tagged():
+    sw = expanded(READINGS)
+    run = {"dataset": "generated", "preset": "p1", "pixel": "ce", "setting": "paper", "sr": "mea+srf", "seed": "0"}
+    cfg = sweep.run_config(sw, run)
+    assert cfg["loss"]["variant"] == "paper" and cfg["loss"]["tau"] == 2.0
+    assert cfg["tracking"]["tags"] == {"benchmark": "readings", "dataset": "generated", "preset": "p1",
+                                       "pixel": "ce", "setting": "paper", "sr": "mea+srf", "seed": "0",
+                                       "serves": "paper"}
+    assert cfg["tracking"]["run_name"] == "paper · mea+srf · s0"
+    base = sweep.run_config(sw, {**run, "setting": "official", "sr": "baseline"})
+    assert base["tracking"]["tags"]["serves"] == "official,paper,paper-features,wide"
+    assert sweep.config_axes({**base, "seed": 0})["setting"] == "official"
+
+
+def test_cost_jobs_are_shared_across_settings_like_runs():
+    bench = {**READINGS, "cost": {"sr": ["baseline", "mea+srf"]}}
+    files = [path.split("/cost/")[1] for path in expanded(bench)["cost_files"]]
+    job = "dataset~generated/preset~p1/pixel~ce/setting~{}/exit~{}/sr~{}.json"
+    assert files == [job.format("official", "none", "baseline"), *[job.format(s, "light", "mea+srf") for s in (
+        "official", "paper", "paper-features")], job.format("wide", "official", "mea+srf")]  # its runs' own exit
+    assert sweep.path_axes(files[1])["setting"] == "official"
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda s: s.update(bad={"loss": {"srf": True}}), "axes.settings.bad.loss.srf: set by the benchmark's axes.sr"),
+    (lambda s: s.update(bad={"seed": 4}), "axes.settings.bad.seed: set by the benchmark's axes.seed"),
+    (lambda s: s.update(bad={"model": {"preset": "p2"}}), "axes.settings.bad.model.preset: set by the benchmark's"),
+    (lambda s: s.update(bad={"loss": {"varient": "paper"}}), "'axes.settings.bad.loss.varient'"),
+    (lambda s: s.update({"a/b": {}}), "axes.settings: name 'a/b' must match"),
+])
+def test_settings_that_set_what_an_axis_owns_or_unknown_keys_are_refused(change, named):
+    bench = copy.deepcopy(READINGS)
+    change(bench["axes"]["settings"])
+    with pytest.raises(sweep.BenchmarkError) as error:
+        sweep.expand(bench)  # unvalidated: the schema's name pattern is checked by the workflow
+    assert named in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["default", "losses", "weak"])
+def test_benchmarks_without_settings_keep_the_committed_runs_paths_and_hashes(name):
+    from srlib.config import DEFAULTS, config_hash, merge, resolve_auto
+
+    sw = expanded(yaml.safe_load((REPO / "benchmarks" / f"{name}.yaml").read_text()))
+    assert "setting" not in sw["axes"] and sw["served"] == {}
+    committed = {}
+    for path in (REPO / "results" / name / "reference_runs").glob("**/metrics.json"):
+        committed[str(path.parent.relative_to(REPO / "results" / name / "reference_runs"))] = \
+            json.loads(path.read_text())["config_hash"]
+    ours = {run_dir.split("/runs/")[1]: config_hash(resolve_auto(merge(DEFAULTS, sweep.run_config(sw, run))))
+            for run, run_dir in zip(sw["runs"], sw["run_dirs"])}
+    assert committed and {d: ours.get(d) for d in committed} == committed

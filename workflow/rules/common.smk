@@ -23,7 +23,16 @@ with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
     check_schema(config, "benchmark file", validator=StrictValidator(yaml.safe_load(_schema)))  # seed 1.0 -> 1
 validate(config, "../schemas/config.schema.yaml")
 
-SWEEP = sweep.expand(config)
+def _expand(bench: dict) -> dict:
+    """sweep.expand, its BenchmarkError prefixed with the benchmark file's path."""
+    try:
+        return sweep.expand(bench)
+    except sweep.BenchmarkError as error:
+        source = ", ".join(map(str, workflow.overwrite_configfiles or ["benchmarks/default.yaml"]))
+        raise sweep.BenchmarkError(f"{source}: {error}") from None
+
+
+SWEEP = _expand(config)
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter when available (fast)
 # Shell commands use these two directly, not via params: a params change would make Snakemake rerun every
 # finished run when the virtual environment or the checkout moves.
@@ -31,8 +40,8 @@ PYTHON = sys.executable  # the interpreter running Snakemake, which has srlib in
 GPU_SLOT = str(Path(workflow.basedir) / "workflow" / "scripts" / "gpu_slot.py")
 BENCH_DIR = SWEEP["dir"]
 RUNS_DIR = f"{BENCH_DIR}/runs"
-RUN_PATTERN = sweep.RUN_PATTERN
-COST_PATTERN = sweep.COST_PATTERN
+RUN_PATTERN = sweep.run_pattern(SWEEP["axes"])  # setting~{setting} only in a benchmark with axes.settings
+COST_PATTERN = sweep.cost_pattern(SWEEP["axes"])
 GENERATED_PATTERN = sweep.GENERATED_PATTERN
 RESOURCES = SWEEP["resources"]  # {"train": {threads, gpu, mem_mb, runtime}, "cost": {...}}, schema defaults filled
 TRACKING = SWEEP["tracking"]
@@ -45,30 +54,35 @@ def as_yaml(cfg: dict) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _group_config(dataset: str, matching: tuple) -> dict:
-    return sweep.group_config(SWEEP, dataset, matching)
+def _group_config(dataset: str, matching: tuple, setting: str) -> dict:
+    return sweep.group_config(SWEEP, dataset, matching, setting)
 
 
 @functools.lru_cache(maxsize=None)
-def _run_config(dataset: str, preset: str, pixel: str, sr: str, seed: str) -> dict:
-    run = {"dataset": dataset, "preset": preset, "pixel": pixel, "sr": sr, "seed": seed}
-    group = _group_config(dataset, sweep.matching_overrides(SWEEP, run))
+def _run_config(values: tuple) -> dict:
+    run = dict(zip(SWEEP["axes"], values))
+    group = _group_config(run["dataset"], sweep.matching_overrides(SWEEP, run), run.get("setting", ""))
     return sweep.run_config(SWEEP, run, group)
+
+
+def _wildcard_run_config(w) -> dict:
+    return _run_config(tuple(getattr(w, axis) for axis in SWEEP["axes"]))
 
 
 def run_config_yaml(w) -> str:
     """run.yaml of one run (its config fragment)."""
-    return as_yaml(_run_config(w.dataset, w.preset, w.pixel, w.sr, w.seed))
+    return as_yaml(_wildcard_run_config(w))
 
 
 def run_identity(w) -> str:
     """The config hash of a run's fragment: what its result depends on, without logging cadence, paths or
     tracking. The train rule's only config param, so editing a display-only key never reruns a finished run."""
-    return config_hash(_run_config(w.dataset, w.preset, w.pixel, w.sr, w.seed))
+    return config_hash(_wildcard_run_config(w))
 
 
 def _cost_config(w) -> dict:
-    return sweep.cost_config(SWEEP, {"dataset": w.dataset, "preset": w.preset, "pixel": w.pixel, "exit": w.exit, "sr": w.sr})
+    names = [axis for axis in SWEEP["axes"] if axis != "seed"]
+    return sweep.cost_config(SWEEP, {**{axis: getattr(w, axis) for axis in names}, "exit": w.exit})
 
 
 def cost_config_yaml(w) -> str:
@@ -104,3 +118,4 @@ wildcard_constraints:
     sr="baseline|[a-z+]+",
     seed="[0-9]+",
     exit="[a-z]+",
+    setting="[A-Za-z0-9_.=-]+",  # axes.settings names (srlib/sweep.py SETTING_NAME)
