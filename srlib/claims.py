@@ -7,20 +7,26 @@ parts, small objects) and Failure-2 (hallucinated classes) errors become fewer.
 Verdicts for effects measured over seeds (paired by seed, two-sided paired t-test):
 **supported** (effect in the claimed direction, p < 0.05), **contradicted** (opposite direction,
 p < 0.05), **inconclusive** (otherwise), then with the smallest effect the seeds could detect at 80 %
-power (:func:`detectable_effect`). Costs are deterministic counts or medians: a ratio is supported when
-it is at most the stated limit, contradicted when above it.
+power (:func:`detectable_effect`); any of them is marked **borderline** when 0.01 <= p < 0.10, where a
+rerun on another machine (other CPU kernels, the same code) can flip it. Costs are deterministic counts or
+medians: a ratio is supported when it is at most the stated limit, contradicted when above it.
+
+Rows of effects whose cells have exits quote the mechanism measured in those runs (``mechanism``): exit 1's
+mIoU (SR-F's teacher), how often the head agrees with it, how often the head is right where it is wrong, and
+the final distillation gaps, for the treated cell and, where it has exits, the reference cell.
 """
 
 import functools
 import math
 import statistics
 
-from srlib.results import groups, score
+from srlib.results import group_title, groups, score
 from srlib.stats import LEVEL, paired_difference
-from srlib.sweep import FULL_SR
+from srlib.sweep import FULL_SR, sr_label
 
 ALPHA = 0.05
 POWER = 0.8
+BORDERLINE = (0.01, 0.10)  # p in [low, high): a verdict another machine may flip
 TRAIN_OVERHEAD_LIMIT = 1.10  # our reading of "little computational overhead during training"
 # (claim, treated cell, reference cell, metric in metrics.json, claimed sign: +1 = higher is better)
 EFFECT_CLAIMS = (
@@ -78,6 +84,8 @@ def effect_row(claim: str, treated: dict, reference: dict, sign: int, level: flo
         mde = detectable_effect(sd, diff["n"])
         judged += (f" (detectable at {100 * POWER:.0f} % power with n={diff['n']}: ±{100 * mde:.1f} points)"
                    if math.isfinite(mde) else f" (n={diff['n']}: too few seeds for a power estimate)")
+    if BORDERLINE[0] <= diff["p"] < BORDERLINE[1]:
+        judged += " · borderline"
     return {
         "claim": claim,
         "effect": _points(diff["mean"], diff["half"]),
@@ -106,6 +114,37 @@ def _points(mean: float, half: float) -> str:
 
 def _p(p: float) -> str:
     return "–" if not math.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _mean_of(cells, get) -> float | None:
+    values = [v for v in map(get, cells["result"]) if v is not None and math.isfinite(v)]
+    return statistics.fmean(values) if values else None
+
+
+def mechanism(group, treated: str, reference: str) -> str:
+    """The SR mechanism behind one effect, from the runs' records (means over finished seeds): exit 1's mIoU,
+    the head-teacher agreement, the head's accuracy where exit 1 is wrong, for ``treated`` and, when its runs
+    scored exits, ``reference`` (in parentheses); the final SR-F / SR-L gaps of ``treated``. '' without exit
+    scores."""
+    def final(name):
+        return lambda r: ((r or {}).get("train") or {}).get("final_terms", {}).get(name) if r else None
+
+    def text(sr: str, metric: str):
+        value = _mean_of(group[group["sr"] == sr], lambda r: score(r, metric))
+        return None if value is None else f"{100 * value:.0f} %"
+
+    parts = []
+    for metric, what in (("exit1_miou", "exit 1 (teacher) mIoU {}"), ("teacher_agreement", "head = exit 1 on {}"),
+                         ("head_accuracy_teacher_wrong", "head right on {} of exit 1's errors")):
+        value = text(treated, metric)
+        if value is not None:
+            other = text(reference, metric)
+            parts.append(what.format(value) + (f" ({sr_label(reference)} {other})" if other else ""))
+    for term, name in (("srf", "SR-F"), ("srl", "SR-L")):
+        gap = _mean_of(group[group["sr"] == treated], final(f"{term}_gap")) if term in treated.split("+") else None
+        if gap is not None:
+            parts.append(f"{name} gap {gap:.3f}")
+    return "; ".join(parts)
 
 
 def _seed_scores(group, sr: str, metric: str) -> dict:
@@ -200,9 +239,11 @@ def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
     sections = []
     for key, group in groups(frame, ["dataset", "preset", "pixel"]):
         present = set(group["sr"])
-        rows = [effect_row(claim, _seed_scores(group, treated, metric), _seed_scores(group, reference, metric), sign,
-                           level)
+        rows = [{**effect_row(claim, _seed_scores(group, treated, metric), _seed_scores(group, reference, metric),
+                              sign, level), "mechanism": mechanism(group, treated, reference)}
                 for claim, treated, reference, metric, sign in EFFECT_CLAIMS if {treated, reference} <= present]
+        if not any(row["mechanism"] for row in rows):  # records from before exits were scored
+            rows = [{k: v for k, v in row.items() if k != "mechanism"} for row in rows]
         exits = {str(c.get("model", {}).get("exit")) for c, sr in zip(group["config"], group["sr"])
                  if sr == FULL_SR and isinstance(c, dict)}
         records = [r for r in cost_records
@@ -213,7 +254,12 @@ def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
             f"Effects are paired differences over seeds, in percentage points, ± half width of the "
             f"{100 * level:.0f} % t-interval; p = two-sided paired t-test. Verdicts: supported = effect in the "
             f"claimed direction with p < {ALPHA}; contradicted = opposite direction with p < {ALPHA}; "
-            f"inconclusive otherwise, with the smallest effect the seeds could detect at {100 * POWER:.0f} % power. "
+            f"inconclusive otherwise, with the smallest effect the seeds could detect at {100 * POWER:.0f} % power; "
+            f"borderline = {BORDERLINE[0]} <= p < {BORDERLINE[1]}: a rerun on another machine (other CPU kernels, the "
+            f"same code) can flip such a verdict. Mechanism (where the runs scored their exits): exit 1's validation "
+            f"mIoU (SR-F's teacher), the share of pixels where the head predicts exit 1's class, the share of exit "
+            f"1's errors the head gets right, each for the treated cell and (in parentheses) the reference cell; the "
+            f"final SR-F / SR-L distillation gaps (term minus teacher entropy; exits.md). "
             f"Costs: ×r = ratio to the baseline (MACs = multiply-adds); a training overhead is 'little' when "
             f"r <= {TRAIN_OVERHEAD_LIMIT:.2f} (our reading of the paper's 'little computational overhead'); "
             f"test-time overhead must be exactly ×1.000. Step time, when the cost rule timed full SR against the "
@@ -221,6 +267,6 @@ def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
             f"range is within the limit, contradicted when it is all above, inconclusive when it straddles it. "
             f"Full SR = +MEA+SR-F+SR-L."
         )
-        sections.append({"title": f"{key['dataset']} · {key['preset']} · pixel loss {key['pixel']}",
+        sections.append({"title": group_title(key),
                          "caption": caption, "frame": pd.DataFrame(rows)})
     return sections

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from srlib.claims import ALPHA
 from srlib.palette import IGNORE_INDEX, color_table, voc_colormap
-from srlib.results import METRIC_NAMES, groups, ordered_sr, score, status_note
+from srlib.results import METRIC_NAMES, group_title, groups, ordered_sr, score, status_note
 from srlib.stats import LEVEL, mean_ci, paired_difference
 from srlib.sweep import FULL_SR, sr_label
 
@@ -75,7 +75,7 @@ def plot_ablation(frame, path: Path, metric: str = "miou", level: float = LEVEL)
         if finite:
             spread = max(finite) - min(finite) + 1
             ax.set_ylim(max(0, min(finite) - 0.3 * spread), min(100, max(finite) + 0.2 * spread))
-        ax.set_title(f"{key['dataset']} · {key['preset']} · {key['pixel']}", fontsize=9)
+        ax.set_title(group_title(key), fontsize=9)
     handles = [Patch(color="0.6", label="baseline"), Patch(color="tab:blue", label="SR combination"),
                Line2D([], [], color="black", marker="o", linestyle="", markersize=4, label="one seed"),
                Line2D([], [], color="0.3", linestyle="--", label="baseline mean"),

@@ -26,13 +26,17 @@ A run directory (``srlib run CONFIG --out RUN_DIR``) holds::
     data_fingerprint  16 hex digits identifying the data it trained and evaluated on, by content
                     (``srlib.data.check.fingerprint``); a run is the same run only on the same data
     config          the resolved run config (``srlib.config.DEFAULTS`` has every key)
-    axes            {"dataset", "preset", "pixel", "sr", "seed"}: the sweep cell (``srlib.sweep.run_axes``)
+    axes            {"dataset", "preset", "pixel", "setting", "sr", "seed"}: the sweep cell (``srlib.sweep.run_axes``;
+                    setting '' outside a settings sweep)
     srlib_version, git_commit, tags   code version; tags as logged to MLflow (``tracking.run_tags``)
     threads, device                   where it ran
     classes, palette                  the dataset's class names and RGB colours
-    metrics         validation scores, fractions (``srlib.metrics.SegmentationMetrics.compute``)
+    metrics         validation scores, fractions (``srlib.metrics.SegmentationMetrics.compute``); with exits also
+                    ``exit<k>_miou`` (k = 1..N, the head last), ``teacher_agreement`` and
+                    ``head_accuracy_teacher_wrong`` (``srlib.metrics.ExitAgreement``)
     cost            parameters, MACs / FLOPs (test and train), step time in s, peak memory in MiB
-    train           {"iters", "wall_time_s", "final_loss", "eval_time_s", "total_time_s", "finished_at_ms"}
+    train           {"iters", "wall_time_s", "final_loss", "final_terms" (the loss terms last logged, gaps
+                    included), "eval_time_s", "total_time_s", "finished_at_ms"}
 
 A run's status as tables count it: FINISHED (metrics.json), FAILED (outcome.json says so) or MISSING
 (neither: not run yet, or killed).
@@ -48,7 +52,7 @@ import yaml
 
 from srlib.config import yaml_problem
 from srlib.rundir import replace_durably
-from srlib.sweep import AXES, config_axes, run_axes, sr_rank
+from srlib.sweep import AXES, cell_key, config_axes, run_axes, sr_rank
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.jsonl"
@@ -261,16 +265,31 @@ def expand_runs(runs) -> list[Path]:
     return dirs
 
 
-def collect_runs(runs):
-    """pandas DataFrame, one row per run (columns: run_dir, AXES, status, error, config, result)."""
+def collect_runs(runs, served: dict | None = None, settings=()):
+    """pandas DataFrame, one row per run (columns: run_dir, AXES, status, error, config, result); with
+    ``served`` (``srlib.sweep.expand``'s), one row per setting a run serves (``serve_settings``)."""
     import pandas as pd
 
     records = [load_run(d) for d in expand_runs(runs)]
     frame = pd.DataFrame(records, columns=["run_dir", *AXES, "status", "error", "config", "result"])
+    frame = serve_settings(frame, served, settings) if served else frame
     duplicated = frame[frame.duplicated(list(AXES), keep=False)]
     if len(duplicated):
         raise ValueError(f"several run directories have the same parameters: {sorted(duplicated['run_dir'])}")
     return frame
+
+
+def serve_settings(frame, served: dict, settings=()):
+    """Each row (a run, or a cost record) repeated once per setting it serves (``served``: cell key -> settings;
+    rows without an entry keep theirs), the settings in ``settings``' order (a categorical column)."""
+    import pandas as pd
+
+    rows = [{**row, "setting": setting} for row in frame.to_dict("records")
+            for setting in served.get(cell_key(row), [row["setting"]])]
+    out = pd.DataFrame(rows, columns=frame.columns)
+    order = list(dict.fromkeys([*settings, *out["setting"]]))
+    out["setting"] = pd.Categorical(out["setting"], categories=order, ordered=True)
+    return out
 
 
 def score(result: dict | None, key: str):
@@ -279,9 +298,19 @@ def score(result: dict | None, key: str):
 
 
 def groups(frame, keys: list[str]):
-    """({key: value}, sub-frame) per distinct combination of ``keys``, sorted."""
-    for values, group in frame.groupby(keys, sort=True):
+    """({key: value}, sub-frame) per distinct combination of ``keys``, sorted (settings in their benchmark's
+    order); a frame of a settings sweep is grouped by setting first."""
+    if "setting" in frame and frame["setting"].astype(str).ne("").any() and "setting" not in keys:
+        keys = ["setting", *keys]
+    for values, group in frame.groupby(keys, sort=True, observed=True):
         yield dict(zip(keys, values)), group
+
+
+def group_title(key: dict) -> str:
+    """A table or figure title from a group's key (``groups``): 'setting paper · generated · fcn_mobilenetv2_100 ·
+    pixel loss ce', each part only where the key has it (no setting outside a settings sweep)."""
+    labels = {"setting": "setting {}", "dataset": "{}", "preset": "{}", "pixel": "pixel loss {}"}
+    return " · ".join(label.format(key[name]) for name, label in labels.items() if key.get(name))
 
 
 def ordered_sr(frame) -> list[str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 from srlib.claims import claims_sections
 from srlib.figures import plot_ablation, plot_pictures
 from srlib.results import (
-    FAILURE_METRICS, MEMORY_KINDS, METRIC_NAMES, RUN_STATUSES, collect_runs, groups, ordered_sr, read_json, read_yaml, score,
-    status_note,
+    FAILURE_METRICS, MEMORY_KINDS, METRIC_NAMES, RUN_STATUSES, collect_runs, group_title, groups, ordered_sr, read_json,
+    read_yaml, score, serve_settings, status_note,
 )
 from srlib.stats import LEVEL, mean_ci, paired_difference
 from srlib.sweep import COST_AXES, FULL_SR, SR_ORDER, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
@@ -155,7 +155,7 @@ def ablation_sections(data: dict, metric: str = "miou") -> list[dict]:
             f"t-test. FAILED k/n = k of n seeds failed (non-finite loss or crash); MISSING = not run yet. "
             + run_caption(group)
         )
-        sections.append({"title": f"{key['preset']} · pixel loss {key['pixel']}", "caption": caption,
+        sections.append({"title": group_title(key), "caption": caption,
                          "frame": pd.DataFrame(rows).fillna("not in sweep")})
     return sections
 
@@ -183,7 +183,7 @@ def failure_sections(data: dict) -> list[dict]:
             "as a class absent from that image's ground truth (lower is better). – = not computable. "
             + run_caption(group)
         )
-        sections.append({"title": f"{key['dataset']} · {key['preset']} · pixel loss {key['pixel']}",
+        sections.append({"title": group_title(key),
                          "caption": caption, "frame": pd.DataFrame(rows)})
     return sections
 
@@ -216,16 +216,75 @@ def per_class_sections(data: dict) -> list[dict]:
         counts = ", ".join(f"{sr_label(sr)} n={(finished['sr'] == sr).sum()}" for sr in ordered_sr(finished))
         caption = (f"Per-class IoU in %, mean over finished seeds ({counts}); – = class absent from ground truth "
                    f"and predictions. Δ full SR = {sr_label(FULL_SR)} minus baseline. " + run_caption(group))
-        sections.append({"title": f"{key['dataset']} · {key['preset']} · pixel loss {key['pixel']}",
+        sections.append({"title": group_title(key),
                          "caption": caption, "frame": shown})
+    return sections
+
+
+MECHANISM = {  # record metric -> column of the exits table
+    "teacher_agreement": "head = exit 1 %",
+    "head_accuracy_teacher_wrong": "head right where exit 1 wrong %",
+}
+GAPS = ("srf_gap", "srl_gap")  # train.final_terms: the distillation gaps at the last logged step
+
+
+def exit_count(group) -> int:
+    """The most exits any run of ``group`` scored (0 when none did: baselines, or records from before exits were
+    scored)."""
+    metrics = [r.get("metrics", {}) for r in group["result"] if r is not None]
+    return max((sum(1 for key in m if key.startswith("exit") and key.endswith("_miou")) for m in metrics), default=0)
+
+
+def _final_term(result: dict | None, name: str):
+    return None if result is None else ((result.get("train") or {}).get("final_terms") or {}).get(name)
+
+
+def exits_sections(data: dict) -> list[dict]:
+    """One table per dataset x preset x pixel loss: rows = SR combinations with exits, columns = each exit's
+    validation mIoU (exit 1 = SR-F's teacher, the head last), the head-teacher agreement, the head's accuracy
+    where exit 1 is wrong, and the final distillation gaps; mean ± CI over seeds."""
+    import pandas as pd
+
+    frame, level = data["runs"], data["level"]
+    sections = []
+    for key, group in groups(frame, ["dataset", "preset", "pixel"]):
+        exits = exit_count(group)
+        if not exits:
+            continue
+        rows = []
+        for sr in ordered_sr(group):
+            cells = group[group["sr"] == sr]
+            if not exit_count(cells):
+                continue
+            row = {"SR": sr_label(sr), "runs": f"{(cells['status'] == 'FINISHED').sum()}/{len(cells)} finished"}
+            for k in range(1, exits + 1):
+                name = "head" if k == exits else f"exit {k}"
+                row[f"{name} mIoU %"] = _pct(*mean_ci([score(r, f"exit{k}_miou") for r in cells["result"]], level)[:2])
+            for metric, column in MECHANISM.items():
+                row[column] = _pct(*mean_ci([score(r, metric) for r in cells["result"]], level)[:2])
+            for gap in GAPS:
+                mean, half, n = mean_ci([_final_term(r, gap) for r in cells["result"]], level)
+                row[gap.replace("_", " ")] = "–" if not n else f"{mean:.3f}" + ("" if math.isnan(half) else f" ± {half:.3f}")
+            rows.append(row)
+        caption = (
+            f"The mechanism, per SR cell with exits: validation mIoU of every exit in % (exit 1 taps the shallowest "
+            f"stage and is SR-F's teacher; the head is exit {exits}, the test-time model), mean ± {100 * level:.0f} % "
+            f"t-interval over finished seeds; {CLIPPED}. head = exit 1 = share of valid pixels where the head's class "
+            "equals exit 1's; head right where exit 1 wrong = share of the pixels exit 1 misclassifies that the head "
+            "gets right. srf gap / srl gap = the distillation term minus its teacher's entropy summed over the "
+            "students (the KL part, what a student can still reduce) at the last logged step, unweighted; official "
+            "SR-F's teacher is one-hot, so its gap is the term itself; – = the term is off. " + run_caption(group)
+        )
+        sections.append({"title": group_title(key), "caption": caption, "frame": pd.DataFrame(rows)})
     return sections
 
 
 COST_KEYS = ("params_test", "params_train", "step_time_s")  # what every srlib cost file holds
 
 
-def collect_costs(cost_files) -> list[dict]:
-    """Cost JSON files (``srlib cost`` output) -> records with axes from their path (dataset, preset, exit, sr)."""
+def collect_costs(cost_files, served: dict | None = None, settings=()) -> list[dict]:
+    """Cost JSON files (``srlib cost`` output) -> records with axes from their path (dataset, preset, [setting,]
+    exit, sr); with ``served``, one record per setting a file serves (``srlib.results.serve_settings``)."""
     records = []
     for path in map(Path, cost_files):
         axes = path_axes(path)
@@ -239,6 +298,11 @@ def collect_costs(cost_files) -> list[dict]:
         loss = _get(cost.get("config"), "loss")
         pixel = pixel_label(loss) if loss else "ce"  # the pixel loss the cost job trained with
         records.append({**axes, "sr": canonical_sr(axes["sr"]), "pixel": pixel, **cost, "source": str(path)})
+    if served and records:
+        import pandas as pd
+
+        frame = serve_settings(pd.DataFrame(records), served, settings).sort_values("setting", kind="stable")
+        return [{**r, "setting": str(r["setting"])} for r in frame.to_dict("records")]  # in the settings' order
     return records
 
 
@@ -280,7 +344,10 @@ def cost_sections(data: dict) -> list[dict]:
     if not records:
         return []
     sections = []
-    for key, group in groups(pd.DataFrame(records), ["dataset", "preset", "pixel"]):
+    frame = pd.DataFrame(records)
+    if "setting" in frame:  # the records come in their settings' order (collect_costs)
+        frame["setting"] = pd.Categorical(frame["setting"], categories=list(dict.fromkeys(frame["setting"])))
+    for key, group in groups(frame, ["dataset", "preset", "pixel"]):
         rows = group.to_dict("records")
         rows.sort(key=lambda r: (r["sr"] != "baseline", str(r["exit"]), sr_rank(r["sr"])))
         base = next((r for r in rows if r["sr"] == "baseline"), None)
@@ -316,13 +383,13 @@ def cost_sections(data: dict) -> list[dict]:
             + ("Measured inside the training runs (first seed), concurrently with other jobs."
                if from_runs else "Measured by the cost rule (`srlib cost`), one job per row.")
         )
-        sections.append({"title": f"{key['dataset']} · {key['preset']} · pixel loss {key['pixel']}", "caption": caption,
+        sections.append({"title": group_title(key), "caption": caption,
                          "frame": pd.DataFrame(table)})
     return sections
 
 
 # -- writers ----------------------------------------------------------------------------------------
-def write_markdown(path: Path, title: str, intro: str, sections: list[dict]) -> Path:
+def write_markdown(path: Path, title: str, intro: str, sections: list[dict], empty: str = "No finished runs.") -> Path:
     from tabulate import tabulate
 
     lines = [f"# {title}", "", intro, ""]
@@ -331,7 +398,7 @@ def write_markdown(path: Path, title: str, intro: str, sections: list[dict]) -> 
                   tabulate(section["frame"], headers="keys", tablefmt="github", showindex=False,
                            disable_numparse=True), ""]
     if not sections:
-        lines += ["No finished runs.", ""]
+        lines += [empty, ""]
     path.write_text("\n".join(lines))
     return path
 
@@ -367,6 +434,12 @@ TABLES = {
     "failure_modes.md": ("Failure modes", failure_sections),
     "per_class.md": ("Per-class IoU", per_class_sections),
     "claims.md": ("Claims of the paper", claims_sections),
+    "exits.md": ("Exits and the SR mechanism", exits_sections),
+}
+EMPTY = {  # title -> what a table without sections says
+    None: "No finished runs.",
+    "Exits and the SR mechanism": "No finished run with exits recorded each exit's scores (runs record them since the settings axis "
+                "was added; earlier records are shown as they were written).",
 }
 FIGURES = {  # file -> caption in the HTML pages
     "ablation.png": "mIoU per SR combination: bars = mean over seeds, whiskers = 95 % t-interval, dots = seeds; "
@@ -383,6 +456,26 @@ def page_name(table_file: str) -> str:
 
 # What build_tables writes: the markdown tables, their pages, the figures and tables.html (everything on one page)
 TABLE_FILES = (*TABLES, *map(page_name, TABLES), *FIGURES, "tables.html")
+
+
+def _settings_text(bench: dict) -> str:
+    """'official = loss.variant: official; paper = ...' from a benchmark's axes.settings."""
+    from srlib.config import flatten
+
+    return "; ".join(f"{name} = " + (", ".join(f"{key}: {value}" for key, value in flatten(fragment or {}).items())
+                                     or "the base config")
+                     for name, fragment in bench["axes"]["settings"].items())
+
+
+def _served(bench: dict) -> tuple[dict, list[str]]:
+    """(served, settings) of a settings sweep (``srlib.sweep.expand``): which runs and cost files show under which
+    settings, and the settings in the benchmark's order; ({}, []) for any other benchmark."""
+    if not (bench.get("axes") or {}).get("settings"):
+        return {}, []
+    from srlib.sweep import expand
+
+    sweep = expand(bench)
+    return sweep["served"], sweep["axes"]["setting"]
 
 
 def _benchmark_dict(benchmark) -> dict:
@@ -405,30 +498,35 @@ def build_tables(runs, out_dir, benchmark=None, *, cost_files=None, pictures: in
     bench = _benchmark_dict(benchmark)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = collect_runs(runs)
+    served, settings = _served(bench)
+    frame = collect_runs(runs, served, settings)
     if frame.empty:
         raise ValueError(f"no run directories in {runs!r}")
     name = bench.get("name", out_dir.name)
-    counts = frame["status"].value_counts()
-    summary = (f"Benchmark `{name}`. {bench.get('description', '')} Runs: {len(frame)} "
+    trained = frame.drop_duplicates("run_dir")  # a run shared by several settings counts once
+    counts = trained["status"].value_counts()
+    summary = (f"Benchmark `{name}`. {bench.get('description', '')} Runs: {len(trained)} "
                f"({', '.join(f'{counts[s]} {s}' for s in RUN_STATUSES if s in counts)}).").replace("  ", " ")
+    if settings:
+        summary += (f" Settings (each a run-config fragment; a run that reads none of what they change is trained "
+                    f"once and shown under each): {_settings_text(bench)}.")
     intro = summary
     failed = frame[frame["status"] == "FAILED"]
     if len(failed):
         intro += "\n\nFailed runs:\n\n" + "\n".join(f"- `{d}`: {e}" for d, e in zip(failed["run_dir"], failed["error"]))
     from_runs = cost_files is None
-    data = {"runs": frame, "costs": costs_from_runs(frame) if from_runs else collect_costs(cost_files),
-            "costs_from_runs": from_runs, "level": level}
+    costs = costs_from_runs(frame) if from_runs else collect_costs(cost_files, served, settings)
+    data = {"runs": frame, "costs": costs, "costs_from_runs": from_runs, "level": level}
     documents = {file: (title, sections(data)) for file, (title, sections) in TABLES.items()}
-    written = [write_markdown(out_dir / file, f"{title}: {name}", intro, sections)
+    written = [write_markdown(out_dir / file, f"{title}: {name}", intro, sections, EMPTY.get(title, EMPTY[None]))
                for file, (title, sections) in documents.items()]
     written.append(plot_ablation(frame, out_dir / "ablation.png", level=level))
     count = pictures or bench.get("tables", {}).get("pictures", 6)
     written.append(plot_pictures(frame, out_dir / "pictures.png", count))
     for file, document in documents.items():
-        written.append(write_page(out_dir / page_name(file), f"{document[0]}: {name}", summary, [document]))
+        written.append(write_page(out_dir / page_name(file), f"{document[0]}: {name}", summary, [document], empty=EMPTY))
     status = ("Run status", status_sections(data))
     figures = [(out_dir / file, caption) for file, caption in FIGURES.items()]
     written.append(write_page(out_dir / "tables.html", f"SR-Bench: {name}", summary,
-                              [status, *documents.values()], figures))
+                              [status, *documents.values()], figures, empty=EMPTY))
     return written

@@ -77,9 +77,10 @@ def figure_html(path: Path, caption: str) -> str:
 
 
 def write_page(path: Path, title: str, intro: str, documents: list[tuple[str, list[dict]]],
-               figures: list[tuple[Path, str]] = ()) -> Path:
+               figures: list[tuple[Path, str]] = (), empty: dict | None = None) -> Path:
     """One HTML page: title, intro (the benchmark's description and run counts), a legend, the figures
-    ``(png path, caption)`` and each document ``(heading, sections)``."""
+    ``(png path, caption)`` and each document ``(heading, sections)``; a document without sections says
+    ``empty[heading]`` (default 'No finished runs.')."""
     headings = [heading for heading, _ in documents] + (["Figures"] if figures else [])
     body = [f"<h1>{escape(title)}</h1>", f"<p>{text_html(intro)}</p>"]
     if len(headings) > 1:
@@ -94,7 +95,7 @@ def write_page(path: Path, title: str, intro: str, documents: list[tuple[str, li
             body += [f"<h3>{escape(section['title'])}</h3>", f"<p class='caption'>{text_html(section['caption'])}</p>",
                      table_html(section["frame"])]
         if not sections:
-            body.append("<p>No finished runs.</p>")
+            body.append(f"<p>{escape((empty or {}).get(heading, 'No finished runs.'))}</p>")
     if figures:
         body.append("<h2 id='figures'>Figures</h2>")
         body += [figure_html(png, caption) for png, caption in figures]

@@ -320,7 +320,8 @@ class Run:
                 kill_point(f"checkpoint:{self.iteration}")
         progress.close()
         final = (self.last_terms or {}).get("total")
-        return {"iters": iters, "wall_time_s": time.perf_counter() - start, "final_loss": final}
+        return {"iters": iters, "wall_time_s": time.perf_counter() - start, "final_loss": final,
+                "final_terms": self.last_terms}
 
     # -- cost ----------------------------------------------------------------------------------------
     def cost(self) -> dict:

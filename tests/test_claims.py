@@ -83,7 +83,8 @@ def test_claims_sections_from_runs():
     [section] = claims_sections({"runs": pd.DataFrame(rows), "costs": [], "level": 0.95}, paper)
     table = section["frame"].set_index("claim")
     assert table.loc["SR improves the baseline (+MEA+SR-F+SR-L vs baseline)", "verdict"] == "contradicted"
-    assert table.loc["MEA adds to the baseline (+MEA vs baseline)", "verdict"] == "supported"
+    assert table.loc["MEA adds to the baseline (+MEA vs baseline)", "verdict"] == "supported · borderline"  # p 0.02
+    assert "mechanism" not in table  # no run scored its exits
     assert not any("SR-F adds to MEA" in claim for claim in table.index)  # cell not in the sweep: no row
     assert "supported = effect in the claimed direction" in section["caption"]
     paper_rows = table.loc[[c for c in table.index if "paper's setting" in c], "verdict"]
@@ -94,3 +95,34 @@ def test_training_counts_resnet101_without_allocating():
     counts = training_counts()
     assert counts["params_test"] == 44_048_532  # DeepLab-v2 ResNet-101, 21 classes
     assert counts["params_train"] > counts["params_test"] and counts["macs_train"] > counts["macs_test"]
+
+
+def test_a_verdict_with_p_between_001_and_010_is_marked_borderline():
+    reference = {0: 0.50, 1: 0.52, 2: 0.51}
+    strong = effect_row("x", {0: 0.60, 1: 0.622, 2: 0.612}, reference, +1)
+    borderline = effect_row("x", {0: 0.54, 1: 0.59, 2: 0.56}, reference, +1)
+    unsure = effect_row("x", {0: 0.53, 1: 0.60, 2: 0.56}, reference, +1)
+    weak = effect_row("x", {0: 0.49, 1: 0.60, 2: 0.53}, reference, +1)
+    assert strong["p"] in ("<0.001", *(f"{p / 1000:.3f}" for p in range(1, 10))) and strong["verdict"] == "supported"
+    assert 0.01 <= float(borderline["p"]) < 0.05 and borderline["verdict"] == "supported · borderline"
+    assert 0.05 <= float(unsure["p"]) < 0.10 and unsure["verdict"].startswith("inconclusive")
+    assert unsure["verdict"].endswith(" · borderline")
+    assert float(weak["p"]) >= 0.10 and "borderline" not in weak["verdict"]
+
+
+def test_sr_f_claims_quote_the_mechanism_of_both_cells():
+    rows = []
+    for sr, agreement, teacher in (("mea", 0.40, 0.20), ("mea+srf", 0.96, 0.09)):
+        for seed in range(3):
+            final_terms = {"srf": 0.5, "srf_gap": 0.5} if sr == "mea+srf" else {}
+            rows.append({"dataset": "d", "preset": "p", "pixel": "ce", "sr": sr, "seed": seed,
+                         "config": {"model": {"exit": "light"}}, "result": {
+                             "metrics": {"miou": 0.3 + 0.01 * seed * len(sr), "exit1_miou": teacher, "exit2_miou": 0.3,
+                                         "teacher_agreement": agreement, "head_accuracy_teacher_wrong": 0.1},
+                             "train": {"final_terms": final_terms}}})
+    paper = {"preset": "p", "size": 1, "exit": "light", "params_test": 1, "params_train": 1, "macs_test": 1,
+             "macs_train": 1}
+    [section] = claims_sections({"runs": pd.DataFrame(rows), "costs": [], "level": 0.95}, paper)
+    row = section["frame"].set_index("claim").loc["SR-F adds to MEA (+MEA+SR-F vs +MEA)"]
+    assert row["mechanism"] == ("exit 1 (teacher) mIoU 9 % (+MEA 20 %); head = exit 1 on 96 % (+MEA 40 %); "
+                                "head right on 10 % of exit 1's errors (+MEA 10 %); SR-F gap 0.500")
