@@ -91,14 +91,20 @@ def plot_ablation(frame, path: Path, metric: str = "miou", level: float = LEVEL)
     return path
 
 
-def _prediction_pair(frame, treated_sr: str):
-    """First dataset x preset x loss and seed where baseline and ``treated_sr`` both have predictions.npz."""
+def _prediction_runs(frame, treated_sr: str):
+    """First dataset x preset x loss and seed where the baseline and ``treated_sr`` both have predictions.npz:
+    (key, seed, [baseline run, treated run per setting, in the settings' order]); None when there is none."""
     finished = frame[frame["status"] == "FINISHED"]
-    for key, group in groups(finished, ["dataset", "preset", "pixel"]):
+    has = finished["run_dir"].map(lambda d: (Path(d) / "predictions.npz").exists())
+    finished = finished[has.astype(bool)]
+    for key, group in groups(finished.assign(setting=""), ["dataset", "preset", "pixel"]):
         for seed in sorted(set(group["seed"])):
-            pair = [group[(group["sr"] == sr) & (group["seed"] == seed)] for sr in ("baseline", treated_sr)]
-            if all(len(p) and (Path(p["run_dir"].iloc[0]) / "predictions.npz").exists() for p in pair):
-                return key, seed, [p.iloc[0] for p in pair]
+            runs = finished[(finished["dataset"] == key["dataset"]) & (finished["preset"] == key["preset"])
+                            & (finished["pixel"] == key["pixel"]) & (finished["seed"] == seed)]
+            base, treated = runs[runs["sr"] == "baseline"], runs[runs["sr"] == treated_sr]
+            if len(base) and len(treated):
+                treated = treated.sort_values("setting").drop_duplicates("run_dir")  # a shared run once
+                return key, seed, [base.iloc[0], *(row for _, row in treated.iterrows())]
     return None
 
 
@@ -145,15 +151,20 @@ def picture_grid(path: Path, images, masks, predictions: list[tuple[str, object]
     return path
 
 
+def _setting_line(run) -> str:
+    return f"\n{run['setting']}" if run["sr"] != "baseline" and str(run.get("setting") or "") else ""
+
+
 def plot_pictures(frame, path: Path, count: int = 6) -> Path:
     """The benchmark's picture grid (``picture_grid``): the same validation images under the baseline and
-    +MEA+SR-F+SR-L (or the last SR combination present), same seed."""
+    +MEA+SR-F+SR-L (or the last SR combination present), same seed; in a settings sweep one row of the latter per
+    setting (the shared baseline once)."""
     import numpy as np
 
     plt = _pyplot()
     present = ordered_sr(frame)
     treated = FULL_SR if FULL_SR in present else next((sr for sr in reversed(present) if sr != "baseline"), None)
-    found = _prediction_pair(frame, treated) if treated else None
+    found = _prediction_runs(frame, treated) if treated else None
     if found is None:
         fig, ax = plt.subplots(figsize=(8, 2))
         ax.axis("off")
@@ -171,8 +182,8 @@ def plot_pictures(frame, path: Path, count: int = 6) -> Path:
     classes = runs[0]["result"].get("classes") or []
     num_classes = len(classes) or int(masks[masks != 255].max(initial=0)) + 1
     classes = classes or [str(i) for i in range(num_classes)]
-    predictions = [(f"{sr_label(r['sr'])}\nmIoU {100 * score(r['result'], 'miou'):.1f} %", a["preds"][:count])
-                   for r, a in zip(runs, arrays)]
+    predictions = [(f"{sr_label(r['sr'])}{_setting_line(r)}\nmIoU {100 * score(r['result'], 'miou'):.1f} %",
+                    a["preds"][:count]) for r, a in zip(runs, arrays)]
     note = "" if same else " — WARNING: the two runs kept different images"
     title = f"{key['dataset']} · {key['preset']} · {key['pixel']} · seed {seed}: first {count} validation images{note}"
     return picture_grid(path, images[:count], masks[:count], predictions,

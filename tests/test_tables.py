@@ -139,10 +139,10 @@ def test_finished_outcome_without_metrics_is_an_error_naming_the_file(bench):
 
 def test_picture_grid_falls_back_to_a_note_without_predictions(bench, tmp_path):
     frame = results.collect_runs(str(bench / "runs/**/seed~*"))
-    assert figures._prediction_pair(frame, FULL_SR)[1] == 0
+    assert figures._prediction_runs(frame, FULL_SR)[1] == 0
     for path in (bench / "runs").rglob("predictions.npz"):
         path.unlink()
-    assert figures._prediction_pair(frame, FULL_SR) is None
+    assert figures._prediction_runs(frame, FULL_SR) is None
     assert figures.plot_pictures(frame, tmp_path / "p.png").stat().st_size > 0
 
 
