@@ -331,7 +331,7 @@ def run_display(cfg: dict) -> tuple[str, dict[str, str]]:
     wrote them, else the SR cell and seed ('mea+srf · s0') and the axis values its config implies."""
     tracking = cfg.get("tracking") or {}
     axes = config_axes(cfg)
-    tags = {**{axis: str(value) for axis, value in axes.items()}, **(tracking.get("tags") or {})}
+    tags = {**{axis: str(value) for axis, value in axes.items() if value != ""}, **(tracking.get("tags") or {})}
     return tracking.get("run_name") or run_label(axes), tags
 
 

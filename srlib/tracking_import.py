@@ -50,7 +50,7 @@ def _display(run_dir: Path, record: dict, varying: list[str], benchmark: str | N
     tracking = (record.get("config") or {}).get("tracking") or {}
     cell = _cell(run_dir, record)
     name = tracking.get("run_name") or (run_label(cell, varying) if cell is not None else run_dir.name)
-    tags = {**{axis: str(value) for axis, value in (cell or {}).items()}, **(tracking.get("tags") or {})}
+    tags = {**{axis: str(value) for axis, value in (cell or {}).items() if value != ""}, **(tracking.get("tags") or {})}
     if benchmark and "benchmark" not in tags:
         tags["benchmark"] = benchmark
     return name, tags
