@@ -122,6 +122,27 @@ def test_benchmark_typos_are_rejected_naming_the_key(work, change, named):
     assert len((result.stdout + result.stderr).splitlines()) < 20  # the key, not a dump of the schema
 
 
+def test_a_settings_benchmark_trains_what_its_settings_read_alike_once(work):
+    bench = json.loads(json.dumps(TINY))
+    bench["axes"]["settings"] = {"official": {"loss": {"variant": "official"}}, "paper": {"loss": {"variant": "paper"}}}
+    bench["overrides"] = []
+    out = snakemake(work, "-n", "--configfile", write_bench(work, bench)).stdout
+    runs = train_outputs(out)
+    assert len(runs) == 2 * 3  # seeds x (the shared baseline, full SR per setting)
+    assert "results/tiny/runs/dataset~generated/preset~deeplabv3_resnet18/pixel~ce/setting~official/sr~baseline/" \
+           "seed~0/outcome.json" in runs
+    assert not any("setting~paper/sr~baseline" in run for run in runs)
+    assert job_counts(out)["cost"] == 3  # baseline once, full SR per setting
+
+
+def test_a_setting_that_sets_an_axis_owned_key_is_refused_naming_the_file(work):
+    bench = json.loads(json.dumps(TINY))
+    bench["axes"]["settings"] = {"bad": {"loss": {"srf": True}}}
+    result = snakemake(work, "-n", "--configfile", write_bench(work, bench), check=False)
+    assert result.returncode != 0
+    assert "benchmarks/tiny.yaml: axes.settings.bad.loss.srf: set by the benchmark's axes.sr" in result.stdout + result.stderr
+
+
 def test_a_benchmark_without_a_description_sets_up_its_tracking(work, tmp_path):
     store = tmp_path / "mlflow.db"
     bench = {**TINY, "name": "plain", "tracking": {"uri": f"sqlite:///{store}"}}  # no "description" key
