@@ -61,6 +61,8 @@ DEFAULTS = {
         "w_center": 3.0e-4,
         "tau": 1.0,
         "feature_dim": 64,
+        "srf_reaches_decoder": False,  # U-shape heads: SR-F's students include the decoder exits and the head
+        "srl_reaches_encoder": False,  # U-shape heads: SR-L's students include the encoder exits
         "lal": {"window": 5, "k": 3.0},
         "focal": {"alpha": 0.25, "gamma": 2.0},
         "center_alpha": 0.5,
@@ -265,6 +267,12 @@ def _check_names(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: give model.preset or model.backbone")
     if model["preset"] is None and model["head"] is None:
         raise ConfigError(f"{where}: model.backbone {model['backbone']!r} needs a model.head ({', '.join(sorted(HEADS))})")
+    head = model["head"] or PRESETS[model["preset"]]["head"]
+    for key in ("srf_reaches_decoder", "srl_reaches_encoder"):
+        if cfg["loss"][key] and not HEADS[head].multi_stage:
+            ushape = ", ".join(name for name, cls in sorted(HEADS.items()) if cls.multi_stage)
+            raise ConfigError(f"{where}: config key 'loss.{key}' is true but head {head!r} has no decoder blocks "
+                              f"(U-shape heads: {ushape})")
     low, high = cfg["data"]["scale_range"]
     if low > high:
         raise ConfigError(f"{where}: config key 'data.scale_range': low {low} is above high {high}")
@@ -328,12 +336,20 @@ def _weak_keys_unused(cfg: dict) -> bool:
 WEAK_KEYS = (("data", "supervision"), ("data", "pseudo_noise"), ("loss", "regularizer"), ("loss", "rloss"))
 
 
+# Keys added after reference results were recorded, with the value that computes what runs computed before them:
+# left out of the identity hash while they hold it, so those runs keep their hash.
+LATER_KEYS = {("loss", "srf_reaches_decoder"): False, ("loss", "srl_reaches_encoder"): False}
+
+
 def config_hash(cfg: dict) -> str:
     """12 hex digits identifying what a run computes (paths, logging cadence and tracking excluded). Also
     takes a partial config (a sweep's run-config fragment): keys it lacks are skipped."""
     identity = copy.deepcopy(cfg)
     for section, key in WEAK_KEYS if _weak_keys_unused(cfg) else ():
         identity.get(section, {}).pop(key, None)
+    for (section, key), unchanged in LATER_KEYS.items():
+        if identity.get(section, {}).get(key, unchanged) == unchanged:
+            identity.get(section, {}).pop(key, None)
     for *parents, key in NON_IDENTITY_KEYS:
         node = identity
         for part in parents:
