@@ -1,7 +1,10 @@
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
-from srlib.config import DEFAULTS, ConfigError, config_hash, flatten, resolve_config
+from srlib.config import DEFAULTS, LATER_KEYS, ConfigError, config_hash, flatten, merge, resolve_config
 from srlib.data import DATASETS
 from srlib.losses import PIXEL_LOSSES
 from srlib.losses.self_regulation import VARIANTS
@@ -90,6 +93,19 @@ def test_hash_identifies_what_a_run_computes():
     # where the data lives and how often a run logs do not change what it computes
     assert config_hash(base) == config_hash(resolve_config({"data": {"root": "/elsewhere"}, "run": {"log_every": 3}}))
     assert config_hash(base) == config_hash(resolve_config({"tracking": {"uri": "http://server:5000"}}))
+
+
+def test_committed_runs_keep_their_hash_under_keys_added_since():
+    # A committed run's config merged over today's defaults (what resolving it again gives) hashes as recorded: keys
+    # added since (LATER_KEYS) stay out of the identity while they hold the value that computes what ran then.
+    records = sorted((Path(__file__).parents[1] / "results").glob("*/reference_runs/**/metrics.json"))
+    assert len(records) >= 72
+    for path in records:
+        record = json.loads(path.read_text())
+        assert config_hash(merge(DEFAULTS, record["config"])) == record["config_hash"], path
+    base = resolve_config({"model": {"preset": "unet_mobilenetv2_100"}})
+    for section, key in LATER_KEYS:
+        assert config_hash(base) != config_hash(merge(base, {section: {key: True}})), key
 
 
 def test_flatten_gives_dotted_keys():
