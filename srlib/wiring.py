@@ -11,8 +11,8 @@ teacher's image-level class logits into each student's. ``srlib.losses.self_regu
 
 | model | exits, in ``out["seg"]`` order | SR-F | SR-L |
 |---|---|---|---|
-| plain (fcn, deeplabv2/v3, ocr) | backbone stages 1..N-1, head N | exit 1 -> exits 2..N | head -> exits 1..N-1 |
-| U-shape (unet, fpn) | encoder stages E1..Ee, decoder blocks D1..Dd (deepest first), head (final block) | E1 -> E2..Ee | head -> D1..Dd |
+| plain (fcn, deeplabv2/v3, ocr) | stages 1..N-1, head N | exit 1 -> exits 2..N | head -> exits 1..N-1 |
+| U-shape (unet, fpn) | encoder E1..Ee, decoder blocks D1..Dd (deepest first), head | E1 -> E2..Ee | head -> D1..Dd |
 
 The U-shape rows follow the paper's Figure 3: the encoder's shallowest block teaches the deeper encoder blocks
 (SR-F), the decoder's final block teaches the shallower decoder blocks (SR-L). The paper does not say whether

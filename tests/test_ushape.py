@@ -127,7 +127,8 @@ def test_full_sr_gradients_reach_every_exit_and_classifier(head, variant):
     assert net.param_groups()["backbone"][0].grad.abs().sum() > 0  # the stem (timm zero-inits residual branches)
     learning = [any(p.grad is not None and p.grad.abs().sum() > 0 for p in project.parameters())
                 for project in net.projections]  # projected features: only SR-F's students, in paper-features
-    assert learning == [variant == "paper-features" and i in out["wiring"]["srf_students"] for i in range(len(learning))]
+    students = out["wiring"]["srf_students"]
+    assert learning == [variant == "paper-features" and i in students for i in range(len(learning))]
 
 
 def test_ocr_aux_classifier_is_trained_in_every_cell_with_weight_0_4():

@@ -3,8 +3,9 @@
 The paper's baselines run at output stride 8, as DeepLab-v2 and torchvision's DeepLab-v3 / FCN do;
 the small CPU presets keep that stride so their feature maps stay usable on 64 px images.
 ResNets are timm's (same layer names as torchvision's, so torchvision checkpoints load). MobileNetV2-1.0
-and EfficientNet-Lite0 (every head: FCN, DeepLab-v3, OCR, UNet, FPN) have ImageNet weights that installed packages ship (``model.pretrained: imagenet``,
-``srlib.models.pretrained``); the others take a local checkpoint.
+and EfficientNet-Lite0 (presets with every head: FCN, DeepLab-v3, OCR, UNet, FPN) have ImageNet weights that
+installed packages ship (``model.pretrained: imagenet``, ``srlib.models.pretrained``); the others take a local
+checkpoint.
 """
 
 from srlib.models.segmentor import Segmentor, build_segmentor

@@ -7,9 +7,8 @@ B x channels[k] x H/reductions[k] x W/reductions[k]. It returns ``(logits, head_
 - logits B x num_classes x h x w at the final decoder block's resolution (UNet: the shallowest stage's stride,
   e.g. 2; FPN: the finest pyramid level, stride 4);
 - head_feats: the final decoder block's output, which the 1x1 classifier reads;
-- blocks: the outputs of the decoder blocks before the final one, deepest first (``block_channels`` and
-  ``block_reductions`` give their widths and strides; ``feat_channels`` is head_feats' width). The segmentor
-  puts an exit on each of them when it has exits.
+- blocks: the outputs of the decoder blocks before the final one, deepest first (``block_channels`` gives their
+  widths, ``feat_channels`` head_feats'). The segmentor puts an exit on each of them when it has exits.
 
 The baseline (no exits) is the whole decoder; only the exits on ``blocks`` are training-only.
 """
@@ -56,7 +55,6 @@ class UNetHead(nn.Module):
         self.classifier = nn.Conv2d(widths[-1], num_classes, 1)
         self.block_channels = widths[:-1]
         self.feat_channels = widths[-1]
-        self.block_reductions = reductions[-2:0:-1]
 
     def forward(self, stages: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         x, outputs = stages[-1], []
@@ -88,7 +86,6 @@ class FPNHead(nn.Module):
         self.classifier = nn.Conv2d(width, num_classes, 1)
         self.block_channels = [width] * len(levels)
         self.feat_channels = width
-        self.block_reductions = reductions[self.first:][::-1]
 
     def forward(self, stages: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         top_down, blocks = None, []
