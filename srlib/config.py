@@ -63,6 +63,8 @@ DEFAULTS = {
         "tau": 1.0,
         "feature_dim": 64,
         "feature_norm": "softmax",  # paper-features SR-F: softmax | power (srlib.losses.self_regulation)
+        "srf_reaches_decoder": False,  # U-shape heads: SR-F's students include the decoder exits and the head
+        "srl_reaches_encoder": False,  # U-shape heads: SR-L's students include the encoder exits
         "lal": {"window": 5, "k": 3.0},
         "focal": {"alpha": 0.25, "gamma": 2.0},
         "center_alpha": 0.5,
@@ -267,6 +269,12 @@ def _check_names(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: give model.preset or model.backbone")
     if model["preset"] is None and model["head"] is None:
         raise ConfigError(f"{where}: model.backbone {model['backbone']!r} needs a model.head ({', '.join(sorted(HEADS))})")
+    head = model["head"] or PRESETS[model["preset"]]["head"]
+    for key in ("srf_reaches_decoder", "srl_reaches_encoder"):
+        if cfg["loss"][key] and not HEADS[head].multi_stage:
+            ushape = ", ".join(name for name, cls in sorted(HEADS.items()) if cls.multi_stage)
+            raise ConfigError(f"{where}: config key 'loss.{key}' is true but head {head!r} has no decoder blocks "
+                              f"(U-shape heads: {ushape})")
     low, high = cfg["data"]["scale_range"]
     if low > high:
         raise ConfigError(f"{where}: config key 'data.scale_range': low {low} is above high {high}")
@@ -330,9 +338,10 @@ def _weak_keys_unused(cfg: dict) -> bool:
 WEAK_KEYS = (("data", "supervision"), ("data", "pseudo_noise"), ("loss", "regularizer"), ("loss", "rloss"))
 
 
-# Keys added after reference results were recorded: left out of the identity hash while they hold the default
-# value, which is what every run computed before the key existed.
-LATER_KEYS = (("model", "exit_width"), ("loss", "feature_norm"))
+# Keys added after reference results were recorded, with the value that computes what runs computed before them:
+# left out of the identity hash while they hold it, so those runs keep their hash.
+LATER_KEYS = {("model", "exit_width"): 256, ("loss", "feature_norm"): "softmax",
+              ("loss", "srf_reaches_decoder"): False, ("loss", "srl_reaches_encoder"): False}
 
 
 def config_hash(cfg: dict) -> str:
@@ -341,8 +350,8 @@ def config_hash(cfg: dict) -> str:
     identity = copy.deepcopy(cfg)
     for section, key in WEAK_KEYS if _weak_keys_unused(cfg) else ():
         identity.get(section, {}).pop(key, None)
-    for section, key in LATER_KEYS:
-        if identity.get(section, {}).get(key, DEFAULTS[section][key]) == DEFAULTS[section][key]:
+    for (section, key), unchanged in LATER_KEYS.items():
+        if identity.get(section, {}).get(key, unchanged) == unchanged:
             identity.get(section, {}).pop(key, None)
     for *parents, key in NON_IDENTITY_KEYS:
         node = identity
@@ -375,6 +384,8 @@ def unread_keys(cfg: dict) -> list[str]:
         "loss.tau": soft and (srf or srl),
         "loss.feature_dim": srf and loss["variant"] == "paper-features",
         "loss.feature_norm": srf and loss["variant"] == "paper-features",
+        "loss.srf_reaches_decoder": srf,
+        "loss.srl_reaches_encoder": srl,
         "optim.sr_warmup_iters": srf or srl,
         "loss.focal": loss["pixel"] == "focal",
         "loss.lal": loss["pixel"] == "lal",

@@ -83,6 +83,8 @@ def build_model(cfg: dict, num_classes: int, needs: dict) -> torch.nn.Module:
         pretrained=model_cfg["pretrained"],
         min_exit_stride=model_cfg["min_exit_stride"],
         frozen_bn=model_cfg["frozen_bn"],
+        srf_reaches_decoder=cfg["loss"]["srf_reaches_decoder"],
+        srl_reaches_encoder=cfg["loss"]["srl_reaches_encoder"],
     )
 
 

@@ -128,7 +128,7 @@ def test_param_groups_split_backbone_from_the_rest():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"backbone": "resnet_18"}, "Close matches.*resnet18"),
-    ({"head": "pspnet"}, r"pspnet.*\['deeplabv2', 'deeplabv3', 'fcn'\]"),
+    ({"head": "pspnet"}, r"pspnet.*\['deeplabv2', 'deeplabv3', 'fcn', 'fpn', 'ocr', 'unet'\]"),
     ({"exit_type": "heavy"}, r"heavy.*'light', 'official'"),
     ({"num_classes": 1}, "num_classes=1"),
     ({"output_stride": 12}, "output_stride=12"),

@@ -6,6 +6,9 @@ Every factory takes its parameters as keywords plus ``ignore_index`` and returns
 ``loss.<name>`` section when it has one (``loss.focal``, ``loss.lal``), else they keep the factory's
 defaults. Adding a pixel loss = one module with its factory and one ``PIXEL_LOSSES`` entry.
 
+An auxiliary classifier of the model (the OCR head's soft object regions, ``out["aux"]``) is trained by the same
+pixel loss, with the weight the model gives (OCRNet's 0.4), in every cell: it is part of the baseline.
+
 The center loss is not a pixel loss but a flag (``loss.center``): ``srlib.losses.center.CenterLoss``
 on the head features, added to any pixel loss. The regularizer (``loss.regularizer``: densecrf or dfr,
 parameters ``loss.rloss``) adds ``srlib.losses.dense_crf``'s loss on the head's output, for weak labels.
@@ -14,14 +17,16 @@ The Self-Regulation terms live in ``srlib.losses.self_regulation``.
 
 import inspect
 
+import torch
 from torch import Tensor
 
 from srlib.losses.center import CenterLoss
 from srlib.data.transforms import rgb255
-from srlib.losses.cross_entropy import make_cross_entropy
+from srlib.losses.cross_entropy import cross_entropy, make_cross_entropy
 from srlib.losses.dense_crf import densecrf_loss
 from srlib.losses.focal import make_focal_loss
 from srlib.losses.locally_adaptive import make_locally_adaptive_loss
+from srlib.losses.pixel_ops import resize_bilinear
 from srlib.losses.self_regulation import model_needs, self_regulation_loss
 
 PIXEL_LOSSES = {
@@ -67,8 +72,8 @@ class RunLoss:
 
     def __call__(self, out: dict, target: Tensor, sr_on: bool = True, images: Tensor | None = None) -> dict[str, Tensor]:
         """Loss terms of one batch (``Segmentor.forward``'s dict, target B x H x W): the active ones among
-        "seg", "cls", "srf", "srl", "center", "rloss", and their weighted "total". ``sr_on=False`` (SR warm-up)
-        leaves SR-F and SR-L out. ``images``: the normalised input batch B x 3 x H x W, which the regularizer
+        "seg", "cls", "srf", "srl", "aux" (a model with an auxiliary classifier), "center", "rloss", and their
+        weighted "total". ``sr_on=False`` (SR warm-up) leaves SR-F and SR-L out. ``images``: the normalised input batch B x 3 x H x W, which the regularizer
         (``loss.regularizer``) needs."""
         loss = self.cfg
         terms = self_regulation_loss(
@@ -78,6 +83,9 @@ class RunLoss:
             pixel_loss=self.pixel,
             has_background=self.has_background,
         )
+        if "aux" in out:
+            terms["aux"] = self._auxiliary(out["aux"]["seg"], target)
+            terms["total"] = terms["total"] + out["aux"]["weight"] * terms["aux"]
         if loss["center"]:
             features = out["head_feats"]
             if self.center is None:
@@ -88,6 +96,11 @@ class RunLoss:
             terms["rloss"] = self._regularizer(out, images)
             terms["total"] = terms["total"] + loss["rloss"]["weight"] * terms["rloss"]
         return terms
+
+    def _auxiliary(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The run's pixel loss of an auxiliary classifier's logits, upsampled to the label size, in float32."""
+        with torch.autocast(logits.device.type, enabled=False):
+            return (self.pixel or cross_entropy)(resize_bilinear(logits.float(), target.shape[-2:]), target)
 
     def _regularizer(self, out: dict, images: Tensor | None) -> Tensor:
         """DenseCRF (or DFR) loss of the head's logits; the colour kernel reads the un-normalised 0..255 image."""

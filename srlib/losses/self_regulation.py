@@ -53,6 +53,12 @@ can still reduce (a soft cross-entropy never falls below the teacher's entropy).
 one-hot, so its gap is the term itself; official SR-L's entropy is the binary one of each class probability.
 A term that sits at a large constant may be at its floor: its gap near 0 says so.
 
+Which exit teaches which is data, ``out["wiring"]`` (``srlib.wiring``): SR-F's teacher and students, SR-L's
+teacher and students, as indices into ``out["seg"]`` / ``out["cls"]`` / ``out["feats"]``. Without it the plain
+wiring above applies (SR-F exit 1 -> exits 2..N, SR-L exit N -> exits 1..N-1); U-shape models supply theirs
+(SR-F within the encoder, SR-L from the final decoder block to the other decoder blocks; ``srlib.wiring``'s table).
+The head is always the last exit: MEA supervises every exit, the baseline only the last.
+
 ``model_needs`` says which model parts the active terms read. Validation: ``check_loss_args``
 (settings), ``check_labels`` (a label tensor, before training) and ``check_outputs`` (that ``out``
 holds what ``model_needs`` asks for) raise ``ValueError``
@@ -69,6 +75,7 @@ from torch import Tensor
 
 from srlib.config import DEFAULTS
 from srlib.losses.pixel_ops import class_argmax, nll_terms, resize_bilinear
+from srlib.wiring import check_wiring, plain_wiring
 
 VARIANTS = ("official", "paper", "paper-features")
 FEATURE_NORMS = ("softmax", "power")
@@ -153,6 +160,13 @@ def check_outputs(out: dict, *, mea: bool, srf: bool, srl: bool, variant: str, n
         )
     if needs["feature_proj"] and len({f.shape[1] for f in feats}) > 1:
         raise ValueError(f"out['feats'] must share one width, got {[f.shape[1] for f in feats]} channels")
+    if srf or srl:
+        check_wiring(wiring_of(out), len(seg), srf=srf, srl=srl)
+
+
+def wiring_of(out: dict) -> dict:
+    """``out["wiring"]`` (``srlib.wiring``), or the plain wiring of ``out["seg"]``'s exits when it has none."""
+    return out.get("wiring") or plain_wiring(len(out["seg"]))
 
 
 def presence_labels(
@@ -197,17 +211,18 @@ def _valid_mean(values: Tensor, valid: Tensor) -> Tensor:
     return (values * valid).sum() / valid.sum().clamp_min(1)
 
 
-def _srf_features(feats: list[Tensor], target: Tensor, tau: float, ignore_index: int,
+def _srf_features(teacher: Tensor, students: list[Tensor], target: Tensor, tau: float, ignore_index: int,
                   feature_norm: str) -> tuple[Tensor, Tensor]:
-    """paper-features SR-F: soft CE of f_2..f_N against f_1 at f_1's resolution over valid pixels, each map
-    normalised by ``feature_norm``; returns (term, the teacher's mean entropy over valid pixels)."""
-    size = feats[0].shape[-2:]
+    """paper-features SR-F: soft CE of the students' features (f_2..f_N) against the teacher's (f_1) at the
+    teacher's resolution over valid pixels, each map normalised by ``feature_norm``; returns (term, the teacher's
+    mean entropy over valid pixels)."""
+    size = teacher.shape[-2:]
     label = F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0]
     valid = label != ignore_index
     if feature_norm == "power":
-        feats = [power_logits(f) for f in feats]
-    term = sum(_valid_mean(soft_cross_entropy(resize_bilinear(f, size), feats[0], tau), valid) for f in feats[1:])
-    return term, _valid_mean(soft_entropy(feats[0], tau), valid)
+        teacher, students = power_logits(teacher), [power_logits(f) for f in students]
+    term = sum(_valid_mean(soft_cross_entropy(resize_bilinear(f, size), teacher, tau), valid) for f in students)
+    return term, _valid_mean(soft_entropy(teacher, tau), valid)
 
 
 def _binary_entropy(logits: Tensor) -> Tensor:
@@ -238,7 +253,8 @@ def self_regulation_loss(
     """Loss terms of one (mea, srf, srl) cell; see the module docstring for every definition.
 
     out: Segmentor.forward's dict ("seg": N tensors B x C x h_k x w_k, exit 1 first, head last;
-    "cls": N tensors B x C; "feats": N tensors B x D x h_k x w_k). target: LongTensor B x H x W.
+    "cls": N tensors B x C; "feats": N tensors B x D x h_k x w_k; optional "wiring", see ``srlib.wiring``).
+    target: LongTensor B x H x W.
     pixel_loss(logits B x C x H x W, target) -> scalar; default CE ignoring ``ignore_index``.
     has_background: class 0 is a background class. ``official`` counts void pixels as background in the
     presence labels only then; on datasets without one (Cityscapes: class 0 = road) void is skipped.
@@ -260,21 +276,23 @@ def self_regulation_loss(
     with torch.autocast(out["seg"][-1].device.type, enabled=False):
         size = target.shape[-2:]
         seg, cls = out["seg"], [c.float() for c in out.get("cls") or []]
+        wiring = wiring_of(out)
+        srf_students, srl_students = set(wiring["srf_students"]), wiring["srl_students"]
         needs_all = mea or (srf and variant != "paper-features")
         logits = [resize_bilinear(z.float(), size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
         n_valid = (target != ignore_index).sum().clamp_min(1)  # 0 loss, not NaN, when every pixel is ignore
         # Official SR-F's pseudo-label: every pixel counts (no ignore value among class ids).
-        pseudo = class_argmax(logits[0].detach()) if srf and variant == "official" else None
+        pseudo = class_argmax(logits[wiring["srf_teacher"]].detach()) if srf and variant == "official" else None
         supervised = range(len(logits)) if mea else range(len(logits) - 1, len(logits))
         gt, distilled = {}, {}  # exit -> its ground-truth pixel loss; its official SR-F cross-entropy
         for i in range(len(logits)):
             # With the default CE, one log-softmax of an exit serves its ground-truth CE and its SR-F CE.
             targets = [(target, ignore_index, n_valid)] if i in supervised and pixel_loss is None else []
-            targets += [(pseudo, -100, pseudo.numel())] if pseudo is not None and i > 0 else []
+            targets += [(pseudo, -100, pseudo.numel())] if pseudo is not None and i in srf_students else []
             values = nll_terms(logits[i], targets) if targets else []
             if i in supervised:
                 gt[i] = values.pop(0) if pixel_loss is None else pixel_loss(logits[i], target)
-            if pseudo is not None and i > 0:
+            if pseudo is not None and i in srf_students:
                 distilled[i] = values.pop(0)
 
         terms = {}
@@ -293,23 +311,28 @@ def self_regulation_loss(
             terms["srf"], floors["srf"] = sum(distilled.values()), torch.zeros(())  # a one-hot teacher
         elif srf and variant == "paper":
             valid = target != ignore_index
-            terms["srf"] = sum(_valid_mean(soft_cross_entropy(z, logits[0], tau), valid) for z in logits[1:])
-            floors["srf"] = _valid_mean(soft_entropy(logits[0], tau), valid)
+            teacher = logits[wiring["srf_teacher"]]
+            terms["srf"] = sum(_valid_mean(soft_cross_entropy(logits[i], teacher, tau), valid)
+                               for i in wiring["srf_students"])
+            floors["srf"] = _valid_mean(soft_entropy(teacher, tau), valid)
         elif srf:
-            terms["srf"], floors["srf"] = _srf_features(out["feats"], target, tau, ignore_index, feature_norm)
+            feats = out["feats"]
+            terms["srf"], floors["srf"] = _srf_features(
+                feats[wiring["srf_teacher"]], [feats[i] for i in wiring["srf_students"]], target, tau, ignore_index,
+                feature_norm)
 
         if srl and variant == "official":
-            soft = torch.sigmoid(cls[-1].detach())
-            terms["srl"] = sum(F.binary_cross_entropy_with_logits(c, soft) for c in cls[:-1])
-            floors["srl"] = _binary_entropy(cls[-1])
+            soft = torch.sigmoid(cls[wiring["srl_teacher"]].detach())
+            terms["srl"] = sum(F.binary_cross_entropy_with_logits(cls[i], soft) for i in srl_students)
+            floors["srl"] = _binary_entropy(cls[wiring["srl_teacher"]])
         elif srl:
-            terms["srl"] = sum(soft_cross_entropy(c, cls[-1], tau).mean() for c in cls[:-1])
-            floors["srl"] = soft_entropy(cls[-1], tau).mean()
+            terms["srl"] = sum(soft_cross_entropy(cls[i], cls[wiring["srl_teacher"]], tau).mean() for i in srl_students)
+            floors["srl"] = soft_entropy(cls[wiring["srl_teacher"]], tau).mean()
 
         weights = {"seg": w_seg if mea else 1.0, "cls": w_cls, "srf": w_srf, "srl": w_srl}
         terms["total"] = sum(weights[name] * term for name, term in terms.items())
         terms["seg_head"] = gt[len(logits) - 1]  # the head's own: comparable across runs with and without MEA
-        students = len(seg) - 1  # SR-F and SR-L each teach every exit but their teacher
+        students = {"srf": len(wiring["srf_students"]), "srl": len(srl_students)}
         for name, floor in floors.items():
-            terms[f"{name}_gap"] = terms[name].detach() - students * floor.to(terms[name].device)
+            terms[f"{name}_gap"] = terms[name].detach() - students[name] * floor.to(terms[name].device)
         return terms

@@ -7,7 +7,7 @@ logits B x num_classes x h x w (same resolution); ``width`` is the official exit
 import torch
 from torch import nn
 
-from srlib.models.heads import conv_bn_relu
+from srlib.models.layers import conv_bn_relu
 
 EXIT_CHANNELS = 256  # the authors' width
 

@@ -1,24 +1,22 @@
-"""Decoder heads: the baseline's own exit N.
+"""Decoder heads: the baseline's own exit N, registered in ``HEADS``.
 
-Each head maps the last backbone stage (B x in_channels x h x w) to ``(logits, head_feats)``:
-logits B x num_classes x h x w at the stage's resolution, head_feats the features that enter the
-head's final 1x1 classifier. ``HEADS[name](in_channels, num_classes, output_stride)``.
+A head with ``multi_stage = False`` maps the last backbone stage (B x in_channels x h x w) to ``(logits,
+head_feats)``: logits B x num_classes x h x w at the stage's resolution, head_feats the features that enter the
+head's final 1x1 classifier; ``HEADS[name](in_channels, num_classes, output_stride)``. It may return a third
+item, a dict of extra outputs: the OCR head's auxiliary soft-region logits (``srlib.models.ocr``).
+A head with ``multi_stage = True`` (the U-shape decoders of ``srlib.models.ushape``) reads every stage;
+``HEADS[name](channels, reductions, num_classes, output_stride)``, see that module.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srlib.models.layers import conv_bn_relu
+from srlib.models.ocr import OCRHead
+from srlib.models.ushape import FPNHead, UNetHead
+
 ASPP_CHANNELS = 256
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> nn.Sequential:
-    padding = dilation * (kernel_size // 2)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 class FCNHead(nn.Module):
@@ -26,6 +24,8 @@ class FCNHead(nn.Module):
 
     head_feats: the ReLU output (B x in/4 x h x w), taken before dropout.
     """
+
+    multi_stage = False
 
     def __init__(self, in_channels: int, num_classes: int, output_stride: int):
         super().__init__()
@@ -46,6 +46,7 @@ class DeepLabV2Head(nn.Module):
     stage (B x in_channels x h x w).
     """
 
+    multi_stage = False
     RATES = (6, 12, 18, 24)
 
     def __init__(self, in_channels: int, num_classes: int, output_stride: int):
@@ -80,6 +81,7 @@ class DeepLabV3Head(nn.Module):
     Needs batch > 1 in training mode (BatchNorm after the 1 x 1 pooled map).
     """
 
+    multi_stage = False
     RATES_AT_16 = (6, 12, 18)
 
     def __init__(self, in_channels: int, num_classes: int, output_stride: int):
@@ -102,4 +104,5 @@ class DeepLabV3Head(nn.Module):
         return self.classifier(feats), feats
 
 
-HEADS = {"fcn": FCNHead, "deeplabv2": DeepLabV2Head, "deeplabv3": DeepLabV3Head}
+HEADS = {"fcn": FCNHead, "deeplabv2": DeepLabV2Head, "deeplabv3": DeepLabV3Head, "ocr": OCRHead,
+         "unet": UNetHead, "fpn": FPNHead}
