@@ -488,17 +488,18 @@ def _peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:
 
 
 def open_tracker(cfg: dict, out_dir: Path, tags: dict):
-    """The run's MLflow run (``srlib.tracking.Tracker``); a resumed run continues the MLflow run it started
-    (id kept beside the checkpoint)."""
-    from srlib.tracking import Tracker, open_run, run_display
+    """The run's MLflow run (``srlib.tracking.Tracker``), tagged with the run directory and its identity
+    (``srlib.tracking.run_identity``). A resumed run continues the MLflow run it started (id kept beside the
+    checkpoint as soon as the run exists); where an earlier process began opening one and left no id, the
+    RUNNING run of this identity it created is continued instead of a second one."""
+    from srlib.tracking import IDENTITY_TAG, RUN_DIR_TAG, Tracker, open_run, run_display, run_identity
 
     tracking = cfg["tracking"]
     uri = tracking_uri(tracking["uri"])
     if not tracking["enabled"]:
         return Tracker(None, None, uri)
-    previous = rundir.read_run_id(out_dir)
     name, cell_tags = run_display(cfg)  # short name and cell tags, the sweep's when it wrote them
-    tracker = open_run(uri, tracking["experiment"], name, cfg, {**tags, **cell_tags}, run_id=previous)
-    if tracker.active and tracker.run_id != previous:
-        rundir.write_run_id(out_dir, tracker.run_id)
-    return tracker
+    identity = run_identity(out_dir, tags[CONFIG_HASH], tags.get(DATA_FINGERPRINT))
+    tags = {**tags, **cell_tags, RUN_DIR_TAG: str(out_dir.resolve()), IDENTITY_TAG: identity}
+    return open_run(uri, tracking["experiment"], name, cfg, tags, run_id=rundir.read_run_id(out_dir),
+                    adopt=rundir.note_opening(out_dir), keep_id=lambda run_id: rundir.write_run_id(out_dir, run_id))

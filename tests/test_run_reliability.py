@@ -78,6 +78,18 @@ def test_a_run_killed_after_its_record_is_completed_by_the_rerun_not_retrained(c
     assert steps(tmp_path, run, "loss_weighted/total") == list(range(2, ITERS + 1, 2))
 
 
+@pytest.mark.parametrize("point", ["mlflow-run-created", "mlflow-run-id-kept"])
+def test_a_run_killed_while_opening_its_mlflow_run_leaves_one_mlflow_run(config, tmp_path, point):
+    out = tmp_path / "run"
+    assert srlib("run", str(config), "--out", str(out), kill_at=point).returncode == -signal.SIGKILL
+    done = srlib("run", str(config), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    (run,) = mlflow_runs(tmp_path)  # the run the killed process created, continued: no orphan, no second run
+    assert run.info.status == "FINISHED" and run.data.params["optim.iters"] == str(ITERS)
+    assert run.data.tags["run_dir"] == str(out.resolve())
+    assert steps(tmp_path, run, "loss_weighted/total") == list(range(2, ITERS + 1, 2))
+
+
 def test_a_second_process_on_a_busy_run_directory_is_refused_naming_the_holder(config, tmp_path):
     out = tmp_path / "run"
     with rundir.lock(out):
