@@ -47,7 +47,7 @@ from pathlib import Path
 import yaml
 
 from srlib.config import yaml_problem
-from srlib.rundir import replace_durably
+from srlib.rundir import kill_point, replace_durably
 from srlib.sweep import AXES, config_axes, run_axes, sr_rank
 
 METRICS_FILE = "metrics.json"
@@ -82,6 +82,7 @@ def write_json_atomic(path: str | Path, data) -> None:
             json.dump(data, handle, indent=2, allow_nan=True)
             handle.flush()
             os.fsync(handle.fileno())
+        kill_point(f"temp-written:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,7 +5,8 @@ files replaced atomically and durably, and named points where tests kill the pro
 ``checkpoint/mlflow_run_id`` as soon as the run exists; a rerun that finds the first without the second looks
 for the RUNNING run of its identity (``srlib.tracking.open_run``). Kill points (``SRLIB_KILL_AT``) in the order a
 run passes them: ``mlflow-run-created``, ``mlflow-run-id-kept``, ``step:<i>``, ``history-written:<i>``,
-``checkpoint:<i>``, ``metrics-written``, ``tracking-finished``, ``checkpoint-removed``.
+``checkpoint:<i>``, ``metrics-written``, ``tracking-finished``, ``checkpoint-removed``; and
+``temp-written:<name>`` where ``metrics.json`` or ``outcome.json`` is written but not yet renamed into place.
 
 ``lock(run_dir)`` holds an exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` (which records the holder's PID
 and host) while a process trains, finishes or completes a run there; a second process gets ``RunDirBusy``
@@ -39,7 +40,8 @@ class RunDirError(RuntimeError):
 
 @contextlib.contextmanager
 def lock(run_dir: Path):
-    """Create ``run_dir`` if needed and hold its lock for the block; RunDirBusy / RunDirError otherwise."""
+    """Create ``run_dir`` if needed and hold its lock for the block (stale temporary files removed first:
+    ``remove_stale_temps``); RunDirBusy / RunDirError otherwise."""
     path = Path(run_dir) / LOCK_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,9 +59,23 @@ def lock(run_dir: Path):
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        remove_stale_temps(Path(run_dir))
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def stale_temps(run_dir: Path) -> list[Path]:
+    """The temporary files (``.<name>.tmp``, ``.<name>.<random>.tmp``) in the run directory and its
+    ``checkpoint/``: left by a process killed while replacing a file, when nobody holds the lock."""
+    return [path for folder in (run_dir, run_dir / "checkpoint") for path in folder.glob(".*.tmp")]
+
+
+def remove_stale_temps(run_dir: Path) -> None:
+    """Delete ``stale_temps``; called by ``lock`` once it holds the lock (every write of such a file happens under
+    the lock, so no live process is writing them)."""
+    for path in stale_temps(run_dir):
+        path.unlink(missing_ok=True)
 
 
 def read_run_id(run_dir: Path) -> str | None:

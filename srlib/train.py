@@ -35,7 +35,7 @@ from srlib.models import PRESETS, build_segmentor
 from srlib import rundir
 from srlib.data.check import check_items, fingerprint
 from srlib.results import (CONFIG_HASH, DATA_FINGERPRINT, METRICS_FILE, RUN_ARTIFACTS, append_history, read_history,
-                           read_json, run_record, same_run, truncate_history, write_json_atomic)
+                           read_json, run_record, same_run, truncate_history, write_json_atomic, write_outcome)
 from srlib.rundir import kill_point, replace_durably
 from srlib.stats import ratio_spread
 from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
@@ -362,56 +362,72 @@ class _progress:
             self.bar.close()
 
 
-def execute(cfg: dict, out_dir: str | Path) -> dict:
-    """Train (or resume), evaluate and write ``metrics.json``; return its content.
+def execute(cfg: dict, out_dir: str | Path, outcome: str | Path | None = None) -> dict:
+    """Train (or resume), evaluate and write ``metrics.json``; return its content. With ``outcome``, write that
+    outcome file too (``srlib.results.write_outcome``): FINISHED, or FAILED on a non-finite loss (still raised).
 
-    Holds the run directory's lock throughout (``srlib.rundir``). Once ``metrics.json`` is written the rest
-    (MLflow summary, artifacts and status, checkpoint removal) is ``complete``, which a rerun of a finished
-    run repeats safely: a run killed at any instant is finished by its rerun, never retrained or logged twice.
+    Holds the run directory's lock throughout (``srlib.rundir``), the outcome's write included. Once
+    ``metrics.json`` is written the rest (MLflow summary, artifacts and status, checkpoint removal) is
+    ``complete``, which a rerun of a finished run repeats safely: a run killed at any instant is finished by its
+    rerun, never retrained or logged twice.
     """
     out_dir = Path(out_dir)
     run = Run(cfg, out_dir)  # validates config and data before the run directory is touched
     with rundir.lock(out_dir):
-        done = run.finished_record()
-        if done is not None:
-            complete(cfg, out_dir, done)
-            return done
-        resumed = run.load_checkpoint()
-        if resumed:
-            log.info("resuming %s from iteration %d", out_dir, run.iteration)
-        else:  # points a process killed before its first checkpoint wrote are not covered by any
-            truncate_history(out_dir, 0)
-        replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
-        from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
-
-        tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), DATA_FINGERPRINT: run.data_fingerprint}
-        tracker = open_tracker(cfg, out_dir, tags)
-        if resumed:  # points sent before the kill are sent again with their own timestamps: MLflow keeps one
-            tracker.log_history(read_history(out_dir))
-        started = time.perf_counter()
         try:
-            train_summary = run.train(tracker)
-            cost = run.cost()  # before evaluation, so peak memory is the training's
-            eval_started = time.perf_counter()
-            metrics, pictures = evaluate(
-                run.model.inference_model(), run.eval_set, run.info, device=run.device,
-                batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
-                keep=cfg["run"]["pictures"],
-            )
-            train_summary["eval_time_s"] = time.perf_counter() - eval_started
-            write_artifacts(out_dir, metrics, pictures, run.info)
-        except BaseException:
-            tracker.finish("FAILED")
+            result = _run_to_record(run, cfg, out_dir)
+        except NonFiniteLoss as error:
+            if outcome is not None:
+                write_outcome(outcome, "FAILED", run.hash, f"{type(error).__name__}: {error}")
             raise
-        train_summary["total_time_s"] = time.perf_counter() - started
-        train_summary["finished_at_ms"] = int(time.time() * 1000)
-        result = run_record(cfg=cfg, config_hash=run.hash, data_fingerprint=run.data_fingerprint,
-                            axes=run_axes(out_dir, config_axes(cfg)), version=__version__, tags=tags,
-                            device=str(run.device), info=run.info, metrics=metrics, cost=cost, train=train_summary)
-        write_json_atomic(out_dir / METRICS_FILE, result)
-        kill_point("metrics-written")
-        complete(cfg, out_dir, result, tracker)
+        if outcome is not None:
+            write_outcome(outcome, result["status"], result[CONFIG_HASH])
         return result
+
+
+def _run_to_record(run: Run, cfg: dict, out_dir: Path) -> dict:
+    """``execute``'s work under the lock: a finished record completed (``complete``), else the run trained
+    (resumed from its checkpoint), evaluated and recorded."""
+    done = run.finished_record()
+    if done is not None:
+        complete(cfg, out_dir, done)
+        return done
+    resumed = run.load_checkpoint()
+    if resumed:
+        log.info("resuming %s from iteration %d", out_dir, run.iteration)
+    else:  # points a process killed before its first checkpoint wrote are not covered by any
+        truncate_history(out_dir, 0)
+    replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
+    from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
+
+    tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), DATA_FINGERPRINT: run.data_fingerprint}
+    tracker = open_tracker(cfg, out_dir, tags)
+    if resumed:  # points sent before the kill are sent again with their own timestamps: MLflow keeps one
+        tracker.log_history(read_history(out_dir))
+    started = time.perf_counter()
+    try:
+        train_summary = run.train(tracker)
+        cost = run.cost()  # before evaluation, so peak memory is the training's
+        eval_started = time.perf_counter()
+        metrics, pictures = evaluate(
+            run.model.inference_model(), run.eval_set, run.info, device=run.device,
+            batch_size=cfg["data"]["eval_batch_size"], window=cfg["data"]["eval_window"],
+            keep=cfg["run"]["pictures"],
+        )
+        train_summary["eval_time_s"] = time.perf_counter() - eval_started
+        write_artifacts(out_dir, metrics, pictures, run.info)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    train_summary["total_time_s"] = time.perf_counter() - started
+    train_summary["finished_at_ms"] = int(time.time() * 1000)
+    result = run_record(cfg=cfg, config_hash=run.hash, data_fingerprint=run.data_fingerprint,
+                        axes=run_axes(out_dir, config_axes(cfg)), version=__version__, tags=tags,
+                        device=str(run.device), info=run.info, metrics=metrics, cost=cost, train=train_summary)
+    write_json_atomic(out_dir / METRICS_FILE, result)
+    kill_point("metrics-written")
+    complete(cfg, out_dir, result, tracker)
+    return result
 
 
 def complete(cfg: dict, out_dir: Path, record: dict, tracker=None) -> None:

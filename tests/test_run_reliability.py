@@ -90,6 +90,17 @@ def test_a_run_killed_while_opening_its_mlflow_run_leaves_one_mlflow_run(config,
     assert steps(tmp_path, run, "loss_weighted/total") == list(range(2, ITERS + 1, 2))
 
 
+def test_a_run_killed_while_writing_its_outcome_leaves_no_temporary_file(config, tmp_path):
+    out = tmp_path / "run"
+    args = ("run", str(config), "--out", str(out), "--outcome", str(out / "outcome.json"), "--set", "tracking.enabled=false")
+    assert srlib(*args, kill_at="temp-written:outcome.json").returncode == -signal.SIGKILL
+    assert [path.name.split(".")[1:3] for path in out.glob(".*.tmp")] == [["outcome", "json"]]
+    done = srlib(*args)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "outcome.json").read_text())["status"] == "FINISHED"
+    assert list(out.rglob(".*.tmp")) == []
+
+
 def test_a_second_process_on_a_busy_run_directory_is_refused_naming_the_holder(config, tmp_path):
     out = tmp_path / "run"
     with rundir.lock(out):
