@@ -328,19 +328,37 @@ def _weak_keys_unused(cfg: dict) -> bool:
 WEAK_KEYS = (("data", "supervision"), ("data", "pseudo_noise"), ("loss", "regularizer"), ("loss", "rloss"))
 
 
-def config_hash(cfg: dict) -> str:
-    """12 hex digits identifying what a run computes (paths, logging cadence and tracking excluded). Also
-    takes a partial config (a sweep's run-config fragment): keys it lacks are skipped."""
-    identity = copy.deepcopy(cfg)
+def identity(cfg: dict) -> dict:
+    """What a run computes: a copy of ``cfg`` without NON_IDENTITY_KEYS and, for a run that does not use them,
+    WEAK_KEYS. Also takes a partial config (a sweep's run-config fragment): keys it lacks are skipped."""
+    kept = copy.deepcopy(cfg)
     for section, key in WEAK_KEYS if _weak_keys_unused(cfg) else ():
-        identity.get(section, {}).pop(key, None)
+        kept.get(section, {}).pop(key, None)
     for *parents, key in NON_IDENTITY_KEYS:
-        node = identity
+        node = kept
         for part in parents:
             node = node.get(part, {})
         node.pop(key, None)
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return kept
+
+
+def config_hash(cfg: dict) -> str:
+    """12 hex digits identifying what a run computes (``identity``: paths, logging cadence and tracking
+    excluded)."""
+    text = json.dumps(identity(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def identity_changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for each key of the ``identity`` whose value differs between two configs, sorted;
+    values as JSON (``1`` and ``1.0`` differ, as in the hash), ``(absent)`` where a config lacks the key."""
+    before, after = flatten(identity(old)), flatten(identity(new))
+
+    def shown(flat: dict, key: str) -> str:
+        return json.dumps(flat[key]) if key in flat else "(absent)"
+
+    return [f"{key}: {shown(before, key)} -> {shown(after, key)}" for key in sorted(before.keys() | after.keys())
+            if shown(before, key) != shown(after, key)]
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:

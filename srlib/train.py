@@ -7,6 +7,7 @@ covers. Running the same config on the same data in the same directory again res
 checkpoint, or only completes what a killed process left undone once ``metrics.json`` exists.
 """
 
+import json
 import logging
 import math
 import random
@@ -22,7 +23,7 @@ import yaml
 from torch.utils.data import DataLoader, Subset
 
 from srlib import __version__
-from srlib.config import ConfigError, config_hash, tracking_uri
+from srlib.config import ConfigError, config_hash, identity_changes, tracking_uri
 from srlib.cost import count_flops, count_parameters, peak_memory_so_far, step_tensor_memory
 from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
@@ -142,17 +143,16 @@ class Run:
 
     def finished_record(self) -> dict | None:
         """The finished record of this config and data in the run directory, or None; reads the checkpoint
-        to resume from. ConfigError when the directory holds a finished run or a checkpoint of another
-        config or data (neither is ever overwritten)."""
+        to resume from. ConfigError naming what differs (``_difference``) when the directory holds a finished
+        run or a checkpoint of another config or data (neither is ever overwritten)."""
         metrics = self.out_dir / METRICS_FILE
         if metrics.exists():
             done = read_json(metrics)
             if self._same_run(done):
                 return done
             raise ConfigError(
-                f"{metrics} is a finished run of {self._describe(done)}; this run is {self._describe(None)}. "
-                f"A finished result is never overwritten: use another --out directory, or move {self.out_dir} "
-                "away to train it again"
+                f"{metrics} is a finished run of another config or data ({self._difference(done)}). A finished "
+                f"result is never overwritten: use another --out directory, or move {self.out_dir} away to train it again"
             )
         if self.ckpt_path.exists():
             try:
@@ -161,8 +161,8 @@ class Run:
                 raise ConfigError(f"checkpoint {self.ckpt_path} cannot be read ({error}); delete it to start over") from None
             if not self._same_run(saved):
                 raise ConfigError(
-                    f"checkpoint {self.ckpt_path} was written by {self._describe(saved)}, this run is "
-                    f"{self._describe(None)}; delete the checkpoint or use another --out directory"
+                    f"checkpoint {self.ckpt_path} was written by another config or data ({self._difference(saved)}); "
+                    "delete the checkpoint or use another --out directory"
                 )
             self.resume_state = saved
         return None
@@ -170,9 +170,20 @@ class Run:
     def _same_run(self, saved: dict) -> bool:
         return same_run(saved, self.hash, self.data_fingerprint)
 
-    def _describe(self, saved: dict | None) -> str:
-        saved = saved or {CONFIG_HASH: self.hash, DATA_FINGERPRINT: self.data_fingerprint}
-        return f"config hash {saved.get(CONFIG_HASH)} on data {saved.get(DATA_FINGERPRINT, '(not recorded)')}"
+    def _difference(self, saved: dict) -> str:
+        """What differs between a saved record or checkpoint and this run, as a diff does ('saved -> this run'):
+        the keys of the run identity (``srlib.config.identity_changes``; the config hashes where the saved run
+        has no config or no key differs), then the data fingerprint and data.root."""
+        old = saved.get("config") if isinstance(saved.get("config"), dict) else None
+        changes = identity_changes(old, self.cfg) if old is not None else []
+        if saved.get(CONFIG_HASH) != self.hash and not changes:
+            changes = [f"config hash: {saved.get(CONFIG_HASH)} -> {self.hash}"]
+        if saved.get(DATA_FINGERPRINT, self.data_fingerprint) != self.data_fingerprint:
+            changes.append(f"data fingerprint (item ids, file sizes): {saved[DATA_FINGERPRINT]} -> {self.data_fingerprint}")
+            root = (old or {}).get("data", {}).get("root")
+            if root is not None and root != self.cfg["data"]["root"]:
+                changes.append(f"data.root: {json.dumps(root)} -> {json.dumps(self.cfg['data']['root'])}")
+        return f"saved -> this run: {'; '.join(changes)}"
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -183,6 +194,7 @@ class Run:
         state = {
             CONFIG_HASH: self.hash,
             DATA_FINGERPRINT: self.data_fingerprint,
+            "config": self.cfg,  # named in the refusal of another config's rerun
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

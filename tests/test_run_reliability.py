@@ -118,13 +118,25 @@ def test_a_finished_run_is_another_run_on_other_data_and_the_same_run_on_a_moved
     other = tmp_path / "other"
     generate(other, seed=1, size=32, n_train=16, n_val=8, n_test=8)
     done = srlib("run", str(config), "--out", str(out), "--set", f"data.root={other}")
-    assert done.returncode == 2 and "finished run" in done.stderr and "on data" in done.stderr
+    assert done.returncode == 2 and "finished run" in done.stderr and "data fingerprint" in done.stderr
+    assert f'data.root: "{data_root}" -> "{other}"' in done.stderr
     assert (out / "metrics.json").read_text() == record  # never overwritten
 
     moved = tmp_path / "moved"
     subprocess.run(["cp", "-r", str(data_root), str(moved)], check=True)
     done = srlib("run", str(config), "--out", str(out), "--set", f"data.root={moved}")
     assert done.returncode == 0 and "mIoU" in done.stdout
+
+
+def test_a_refused_rerun_names_each_key_that_differs_with_both_values(config, tmp_path):
+    out = tmp_path / "run"
+    assert srlib("run", str(config), "--out", str(out), kill_at="checkpoint:4").returncode == -signal.SIGKILL
+    other = ("--set", "optim.iters=8", "--set", "loss.srf=false", "--set", "run.log_every=3")  # log_every: no matter
+    for refused in ("checkpoint", "finished run"):
+        done = srlib("run", str(config), "--out", str(out), *other)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert refused in done.stderr and "loss.srf: true -> false; optim.iters: 12 -> 8)" in done.stderr
+        assert srlib("run", str(config), "--out", str(out)).returncode == 0  # resumes, then is a finished run
 
 
 def test_validation_and_logging_cadence_do_not_change_what_a_run_computes(config, tmp_path):
