@@ -177,6 +177,31 @@ def test_a_damaged_file_is_named_before_anything_is_written(config, tmp_path, da
     assert not out.exists() and mlflow_runs(tmp_path) == []
 
 
+def test_a_mask_edited_after_its_check_is_checked_again_even_at_the_same_size(tmp_path, data_root):
+    from PIL import Image
+    import numpy as np
+
+    from srlib.data import build_dataset
+    from srlib.data.check import check_items, fingerprint
+
+    copy = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(data_root), str(copy)], check=True)
+    dataset = build_dataset("generated", copy, "train")
+    mask_path = dataset.items[5][2]
+    original = Image.open(mask_path)
+    original.save(mask_path, compress_level=0)  # stored uncompressed: the file size depends on the shape only
+    size, identity = mask_path.stat().st_size, fingerprint("generated", [dataset])
+    check_items(dataset, f"{identity}-train")  # passes, and is remembered
+    edited = Image.fromarray(np.where(np.arange(original.width) == 0, 42, np.array(original)).astype(np.uint8), "P")
+    edited.putpalette(original.getpalette())
+    edited.save(mask_path, compress_level=0)
+    later = mask_path.stat().st_mtime_ns + 10**9
+    os.utime(mask_path, ns=(later, later))  # the edit comes a second after the check
+    assert mask_path.stat().st_size == size and fingerprint("generated", [dataset]) == identity
+    with pytest.raises(ValueError, match=str(mask_path)):
+        check_items(dataset, f"{identity}-train")
+
+
 def test_a_diverged_run_without_outcome_and_an_unwritable_out_end_in_one_line(config, tmp_path):
     diverged = srlib("run", str(config), "--out", str(tmp_path / "d"), "--set", "optim.lr=1e30")
     blocker = tmp_path / "a-file"
