@@ -35,7 +35,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from srlib.config import flatten
-from srlib.results import CONFIG_HASH, MEMORY_KINDS, STATUSES
+from srlib.results import CONFIG_HASH, DATA_FINGERPRINT, MEMORY_KINDS, STATUSES
 from srlib.rundir import kill_point
 from srlib.sweep import config_axes, run_label
 
@@ -412,8 +412,9 @@ def open_run(uri: str, experiment: str, run_name: str, params: dict, tags: dict,
     ``IDENTITY_TAG`` is that of ``tags`` (a process killed after creating it, before its id was kept).
 
     ``params`` is the nested resolved config, logged with dotted keys (a continued run gets those it lacks:
-    MLflow refuses to change logged ones); ``tags`` values are stringified. A saved run of another identity is
-    not continued: it is ended KILLED if still RUNNING, as are further RUNNING runs of this identity.
+    MLflow refuses to change logged ones); ``tags`` values are stringified. A saved run of another config hash or
+    data fingerprint is not continued: it is ended KILLED if still RUNNING, as are further RUNNING runs of this
+    identity.
     ``keep_id(run_id)`` is called as soon as a run other than ``run_id`` is chosen, before anything else can
     fail (the caller saves it). With a ``benchmark`` tag a new run becomes a child of that benchmark's parent
     run (``sweep_run``), if the store has one. Where ``$SRLIB_TRACKING_MARKER`` names the marker
@@ -430,7 +431,7 @@ def open_run(uri: str, experiment: str, run_name: str, params: dict, tags: dict,
         with _http_env(PROBE_HTTP_ENV):
             experiment_id = known.get("experiment_id") or ensure_experiment(uri, experiment)
             client = MlflowClient(tracking_uri=uri)
-            run, continued = _choose_run(client, experiment_id, run_id, tags.get(IDENTITY_TAG), adopt)
+            run, continued = _choose_run(client, experiment_id, run_id, tags, adopt)
             if run is None:
                 run = _create_run(client, experiment_id, known, run_name, tags)
     except Exception as error:  # noqa: BLE001 -- training must go on without the store
@@ -451,14 +452,17 @@ def open_run(uri: str, experiment: str, run_name: str, params: dict, tags: dict,
     return Tracker(client, run.info.run_id, uri)
 
 
-def _choose_run(client: MlflowClient, experiment_id: str, run_id: str | None, identity: str | None, adopt: bool):
-    """(run to continue or None, whether there is one): the saved ``run_id`` if the store has it with this
-    ``identity`` (or none: runs tagged before identities were), else with ``adopt`` the earliest RUNNING run of
-    the identity. The RUNNING runs passed over are ended KILLED: the caller holds the run directory's lock."""
+def _choose_run(client: MlflowClient, experiment_id: str, run_id: str | None, tags: dict, adopt: bool):
+    """(run to continue or None, whether there is one): the saved ``run_id`` if the store has it with the config
+    hash and data fingerprint of ``tags`` (a run directory moved since keeps its run; a tag the run lacks, from
+    before it was kept, does not count), else with ``adopt`` the earliest RUNNING run with the ``IDENTITY_TAG`` of
+    ``tags``. The RUNNING runs passed over are ended KILLED: the caller holds the run directory's lock."""
     saved = _get_run(client, run_id) if run_id is not None else None
-    if saved is not None and saved.data.tags.get(IDENTITY_TAG, identity) == identity:
+    if saved is not None and all(saved.data.tags.get(key, tags.get(key)) == tags.get(key)
+                                 for key in (CONFIG_HASH, DATA_FINGERPRINT)):
         return saved, True
     stale = [saved.info.run_id] if saved is not None and saved.info.status == "RUNNING" else []
+    identity = tags.get(IDENTITY_TAG)
     orphans = client.search_runs(
         [experiment_id], filter_string=f"tags.{IDENTITY_TAG} = '{identity}' and attributes.status = 'RUNNING'",
         max_results=100, order_by=["attributes.start_time ASC"]) if adopt and identity is not None else []

@@ -110,13 +110,13 @@ def test_resume_continues_the_same_run(uri):
 
 
 def test_a_running_run_of_the_identity_is_continued_and_runs_passed_over_are_ended_killed(uri):
-    identity = {tracking.IDENTITY_TAG: "0123456789abcdef"}
+    identity = {tracking.IDENTITY_TAG: "0123456789abcdef", "config_hash": "abc"}
     orphan, later = (tracking.open_run(uri, "bench", "run", {"lr": 0.1}, identity).run_id for _ in range(2))
     kept = []
     adopted = tracking.open_run(uri, "bench", "run", {"lr": 0.1}, identity, adopt=True, keep_id=kept.append)
     assert adopted.run_id == orphan and kept == [orphan]  # the earliest; its id is kept
-    fresh = tracking.open_run(uri, "bench", "run", {"lr": 0.2}, {tracking.IDENTITY_TAG: "another"}, run_id=orphan)
-    assert fresh.run_id not in (orphan, later)  # a saved run of another identity is not continued
+    fresh = tracking.open_run(uri, "bench", "run", {"lr": 0.2}, {"config_hash": "another"}, run_id=orphan)
+    assert fresh.run_id not in (orphan, later)  # a saved run of another config is not continued
     statuses = {run.info.run_id: run.info.status for run in runs_of(uri, "bench")}
     assert statuses == {orphan: "KILLED", later: "KILLED", fresh.run_id: "RUNNING"}
 
