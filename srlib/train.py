@@ -152,7 +152,8 @@ class Run:
                 return done
             raise ConfigError(
                 f"{metrics} is a finished run of another config or data ({self._difference(done)}). A finished "
-                f"result is never overwritten: use another --out directory, or move {self.out_dir} away to train it again"
+                f"result is never overwritten: use another --out directory, or move {self.out_dir} away to train it "
+                "again"
             )
         if self.ckpt_path.exists():
             try:
@@ -179,7 +180,8 @@ class Run:
         if saved.get(CONFIG_HASH) != self.hash and not changes:
             changes = [f"config hash: {saved.get(CONFIG_HASH)} -> {self.hash}"]
         if saved.get(DATA_FINGERPRINT, self.data_fingerprint) != self.data_fingerprint:
-            changes.append(f"data fingerprint (item ids, file sizes): {saved[DATA_FINGERPRINT]} -> {self.data_fingerprint}")
+            changes.append(f"data fingerprint (item ids, file sizes): {saved[DATA_FINGERPRINT]} -> "
+                           f"{self.data_fingerprint}")
             root = (old or {}).get("data", {}).get("root")
             if root is not None and root != self.cfg["data"]["root"]:
                 changes.append(f"data.root: {json.dumps(root)} -> {json.dumps(self.cfg['data']['root'])}")

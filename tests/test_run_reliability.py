@@ -92,7 +92,8 @@ def test_a_run_killed_while_opening_its_mlflow_run_leaves_one_mlflow_run(config,
 
 def test_a_run_killed_while_writing_its_outcome_leaves_no_temporary_file(config, tmp_path):
     out = tmp_path / "run"
-    args = ("run", str(config), "--out", str(out), "--outcome", str(out / "outcome.json"), "--set", "tracking.enabled=false")
+    args = ("run", str(config), "--out", str(out), "--outcome", str(out / "outcome.json"),
+            "--set", "tracking.enabled=false")
     assert srlib(*args, kill_at="temp-written:outcome.json").returncode == -signal.SIGKILL
     assert [path.name.split(".")[1:3] for path in out.glob(".*.tmp")] == [["outcome", "json"]]
     done = srlib(*args)
