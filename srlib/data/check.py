@@ -6,8 +6,8 @@ truth): cheap (one ``stat`` per file, no decoding) and independent of where the 
 keeps its fingerprint while another dataset, split list or label folder gets another one. Runs record it
 next to their config hash. It does not see an edit that keeps a file's size (a mask value changed in an
 uncompressed PNG, a JPEG re-encoded to the same length): hashing the content of every file at every run start
-would read a whole dataset (VOC aug's 12k images and masks, COCO-Stuff's 120k) before each run, and a finished
-run is answered from its record in under a second.
+would read a whole dataset (COCO-Stuff: 123k images and masks, about 20 GB) before each run, even to answer a
+finished run, which its record answers in under a second; a ``stat`` costs about 2 us per file.
 
 ``check_items(dataset, key)`` reads every item of a dataset (``dataset.read(i)``), so a truncated image or a
 mask value outside the valid set fails before the run directory, the checkpoint or the MLflow run exist,
