@@ -8,10 +8,15 @@ the paper's tables under results/<benchmark>/.
 
 from snakemake.utils import min_version
 
+from srlib.sweep import check_benchmark_file
+
 min_version("8.0")
 
-# A --configfile on the command line replaces the default benchmark instead of being merged into it.
+# A --configfile on the command line replaces the default benchmark instead of being merged into it (a --configfile
+# that is not valid YAML is reported by the profile, profiles/default/config.yaml). Snakemake's own message about
+# the default benchmark would not say where it is broken.
 if not workflow.overwrite_configfiles:
+    check_benchmark_file("benchmarks/default.yaml")
 
     configfile: "benchmarks/default.yaml"
 

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, config_hash, resolve_config
 
@@ -31,42 +32,54 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
+    from srlib.rundir import RunDirBusy, RunDirError
+
+    try:
+        done = _finished_run(args)
+        return _print_scores(args, done) if done is not None else _train(args)
+    except (RunDirBusy, RunDirError) as error:
+        print(f"srlib run: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _finished_run(args) -> dict | None:
+    """The record of a finished run of this config and data in ``--out`` (its ``--outcome`` written), else None.
+
+    Answered without importing torch (for a config naming its device) or MLflow. Only then is the data
+    fingerprinted ahead of the full config check, so a new run's misspelt preset or dataset is reported as such,
+    not as a missing dataset root. The outcome is written under the run directory's lock, as every write there,
+    which also removes the temporary files a process killed mid-write left (``srlib.rundir.lock``); with nothing
+    to write or remove, a read-only run directory is answered too."""
+    from srlib import rundir
     from srlib.data.check import data_fingerprint
     from srlib.results import METRICS_FILE, finished_record, write_outcome
 
-    # A finished run of this config and data is a no-op, answered without importing torch (for a config
-    # naming its device) or MLflow. Only then is the data fingerprinted ahead of the full config check, so a
-    # new run's misspelt preset or dataset is reported as such, not as a missing dataset root.
-    if os.path.isfile(os.path.join(args.out, METRICS_FILE)):
-        fast = resolve_config(args.config, args.overrides, check_names=False)
-        done = finished_record(args.out, config_hash(fast), data_fingerprint(fast["data"]))
-        if done is not None:
-            return _report_run(args, done)
-    from srlib.rundir import RunDirBusy, RunDirError
+    if not os.path.isfile(os.path.join(args.out, METRICS_FILE)):
+        return None
+    fast = resolve_config(args.config, args.overrides, check_names=False)
+    done = finished_record(args.out, config_hash(fast), data_fingerprint(fast["data"]))
+    if done is not None and (args.outcome is not None or rundir.stale_temps(Path(args.out))):
+        with rundir.lock(args.out):
+            if args.outcome is not None:
+                write_outcome(args.outcome, done["status"], done["config_hash"])
+    return done
+
+
+def _train(args) -> int:
+    """Train, resume or complete the run (``srlib.train.execute``) and print its scores. A non-finite loss is a
+    result of the cell: with ``--outcome`` it is recorded there as FAILED and the command exits 0."""
     from srlib.train import NonFiniteLoss, execute
 
     cfg = resolve_config(args.config, args.overrides)
     try:
-        result = execute(cfg, args.out)
-    except (RunDirBusy, RunDirError) as error:
-        print(f"srlib run: error: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    except NonFiniteLoss as error:  # the method diverged: a result of this cell, recorded when asked to
-        message = f"{type(error).__name__}: {error}"
-        print(f"srlib run: {message}", file=sys.stderr)
-        if args.outcome is None:
-            return EXIT_FAILED
-        write_outcome(args.outcome, "FAILED", config_hash(cfg), message)
-        return 0
-    return _report_run(args, result)
+        return _print_scores(args, execute(cfg, args.out, args.outcome))
+    except NonFiniteLoss as error:
+        print(f"srlib run: {type(error).__name__}: {error}", file=sys.stderr)
+        return 0 if args.outcome is not None else EXIT_FAILED
 
 
-def _report_run(args, result: dict) -> int:
-    """Write ``--outcome`` and print the scores of a run's record (``srlib.results.run_record``)."""
-    from srlib.results import write_outcome
-
-    if args.outcome is not None:
-        write_outcome(args.outcome, result["status"], result["config_hash"])
+def _print_scores(args, result: dict) -> int:
+    """Print the scores of a run's record (``srlib.results.run_record``)."""
     if result["status"] == "FINISHED":
         metrics = result["metrics"]
         print(f"{args.out}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}")

@@ -344,21 +344,28 @@ LATER_KEYS = {("model", "exit_width"): 256, ("loss", "feature_norm"): "softmax",
               ("loss", "srf_reaches_decoder"): False, ("loss", "srl_reaches_encoder"): False}
 
 
-def config_hash(cfg: dict) -> str:
-    """12 hex digits identifying what a run computes (paths, logging cadence and tracking excluded). Also
-    takes a partial config (a sweep's run-config fragment): keys it lacks are skipped."""
-    identity = copy.deepcopy(cfg)
+def identity(cfg: dict) -> dict:
+    """What a run computes: a copy of ``cfg`` without NON_IDENTITY_KEYS, WEAK_KEYS for a run that does not use
+    them, and LATER_KEYS that hold the value runs computed with before the key existed. Also takes a partial
+    config (a sweep's run-config fragment): keys it lacks are skipped."""
+    kept = copy.deepcopy(cfg)
     for section, key in WEAK_KEYS if _weak_keys_unused(cfg) else ():
-        identity.get(section, {}).pop(key, None)
+        kept.get(section, {}).pop(key, None)
     for (section, key), unchanged in LATER_KEYS.items():
-        if identity.get(section, {}).get(key, unchanged) == unchanged:
-            identity.get(section, {}).pop(key, None)
+        if kept.get(section, {}).get(key, unchanged) == unchanged:
+            kept.get(section, {}).pop(key, None)
     for *parents, key in NON_IDENTITY_KEYS:
-        node = identity
+        node = kept
         for part in parents:
             node = node.get(part, {})
         node.pop(key, None)
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return kept
+
+
+def config_hash(cfg: dict) -> str:
+    """12 hex digits identifying what a run computes (``identity``: paths, logging cadence and tracking
+    excluded)."""
+    text = json.dumps(identity(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -407,6 +414,18 @@ def reading_hash(cfg: dict) -> str:
     if reading["loss"].get("variant") == "paper-features" and not cfg["loss"]["srf"]:
         reading["loss"]["variant"] = "paper"
     return config_hash(reading)
+
+
+def identity_changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for each key of the ``identity`` whose value differs between two configs, sorted;
+    values as JSON (``1`` and ``1.0`` differ, as in the hash), ``(absent)`` where a config lacks the key."""
+    before, after = flatten(identity(old)), flatten(identity(new))
+
+    def shown(flat: dict, key: str) -> str:
+        return json.dumps(flat[key]) if key in flat else "(absent)"
+
+    return [f"{key}: {shown(before, key)} -> {shown(after, key)}" for key in sorted(before.keys() | after.keys())
+            if shown(before, key) != shown(after, key)]
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:

@@ -51,7 +51,7 @@ from pathlib import Path
 import yaml
 
 from srlib.config import yaml_problem
-from srlib.rundir import replace_durably
+from srlib.rundir import kill_point, replace_durably
 from srlib.sweep import AXES, cell_key, config_axes, run_axes, sr_rank
 
 METRICS_FILE = "metrics.json"
@@ -86,6 +86,7 @@ def write_json_atomic(path: str | Path, data) -> None:
             json.dump(data, handle, indent=2, allow_nan=True)
             handle.flush()
             os.fsync(handle.fileno())
+        kill_point(f"temp-written:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -33,7 +33,9 @@ scipy and does O(runs) dict work only; ``workflow/rules/common.smk`` is thin glu
 """
 
 import itertools
+import json
 import re
+import sys
 from pathlib import Path
 
 from srlib.config import (
@@ -70,6 +72,51 @@ SUPERVISION_SEP = "@"  # dataset id @ supervision value
 
 class BenchmarkError(ConfigError):
     """The benchmark file is invalid; the message names the key."""
+
+
+# -- benchmark files --------------------------------------------------------------------------------
+def check_benchmark_file(path: str | Path) -> None:
+    """BenchmarkError naming ``path`` (and the line and column of a YAML syntax error) when Snakemake would refuse
+    it as a config file: it reads JSON, else YAML, into a mapping, and says neither where nor what is wrong."""
+    from srlib.results import read_yaml  # srlib.results imports this module
+
+    text = Path(path).read_text()
+    try:
+        json.loads(text)
+    except ValueError:
+        try:
+            read_yaml(path)
+        except ValueError as error:
+            raise BenchmarkError(f"benchmark file {error}") from None
+
+
+def configfile_args(argv: list[str]) -> list[str]:
+    """The paths given to Snakemake's ``--configfile`` / ``--configfiles`` (each takes one or more) in ``argv``."""
+    paths, taking = [], False
+    for arg in argv:
+        name, equals, value = arg.partition("=")
+        if name in ("--configfile", "--configfiles"):
+            paths += [value] if equals else []
+            taking = not equals
+        elif taking and not arg.startswith("-"):
+            paths.append(arg)
+        else:
+            taking = False
+    return paths
+
+
+def check_configfiles(argv: list[str]) -> None:
+    """Exit with one line naming the file, line and column when a ``--configfile`` in Snakemake's ``argv`` is not
+    valid YAML (``check_benchmark_file``). Snakemake reads those files before the Snakefile and then only says
+    'Config file is not valid JSON or YAML'; the workflow profiles (``profiles/*/config.yaml``) call this while
+    Snakemake reads them, before. A missing or unreadable file is left to Snakemake's own message."""
+    for path in configfile_args(argv):
+        try:
+            check_benchmark_file(path)
+        except (OSError, UnicodeDecodeError):
+            continue
+        except BenchmarkError as error:
+            sys.exit(f"snakemake: error: {error}")
 
 
 # -- SR combinations ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ constant facts (memory kind, FLOP input shape, batch) as tags ``cost.<key>``.
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -34,7 +35,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from srlib.config import flatten
-from srlib.results import CONFIG_HASH, MEMORY_KINDS, STATUSES
+from srlib.results import CONFIG_HASH, DATA_FINGERPRINT, MEMORY_KINDS, STATUSES
+from srlib.rundir import kill_point
 from srlib.sweep import config_axes, run_label
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ ARTIFACT_DIR = "mlruns"
 DESCRIPTION_TAG = "mlflow.note.content"  # an experiment's or run's description in the MLflow UI
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "sweep_parent"  # tag of a benchmark's parent run: the benchmark name
+RUN_DIR_TAG = "run_dir"  # tag of a run: the absolute path of its run directory
+IDENTITY_TAG = "run_identity"  # tag of a run: its run directory, config hash and data fingerprint (run_identity)
 COST_FACTS = ("memory_kind", "flop_input_shape", "step_time_batch")  # constant per run: tags, not metrics
 # A saved view of the runs table (the UI's share link ``#/experiments/<id>/runs?viewStateShareKey=by-cell``):
 # grouped by SR cell (mean over its seeds), with the mIoU column. The format is that of MLflow 3's UI.
@@ -395,55 +399,117 @@ def read_marker(uri: str, experiment: str) -> dict:
     return {"experiment_id": lines[2], "benchmark": lines[3], "parent_run_id": lines[4] or None}
 
 
-def open_run(
-    uri: str, experiment: str, run_name: str, params: dict, tags: dict, run_id: str | None = None
-) -> Tracker:
-    """Start (or, given the ``run_id`` of a run in this store, resume) an MLflow run.
+def run_identity(run_dir, config_hash: str, data_fingerprint: str | None) -> str:
+    """16 hex digits naming one config on one data in one run directory (its absolute path): the value of
+    ``IDENTITY_TAG``, by which a rerun finds the MLflow run a killed process created but had not yet recorded."""
+    text = f"{Path(run_dir).resolve()}\0{config_hash}\0{data_fingerprint}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    ``params`` is the nested resolved config, logged with dotted keys; ``tags`` values are stringified.
-    With a ``benchmark`` tag the run becomes a child of that benchmark's parent run (``sweep_run``), if
-    the store has one (the workflow's ``init_tracking`` creates it). Where ``$SRLIB_TRACKING_MARKER`` names
-    the marker ``init_tracking`` wrote for this store and experiment (workflow jobs), its ids are used and
-    the look-ups skipped: a new run then costs two requests (create, params), which keeps hundreds of jobs
-    starting together on one tracking server fast.
-    Never raises for tracking problems: an unreachable store gives a warned no-op Tracker.
+
+def open_run(uri: str, experiment: str, run_name: str, params: dict, tags: dict, run_id: str | None = None,
+             adopt: bool = False, keep_id=None) -> Tracker:
+    """Start an MLflow run, or continue the run ``run_id`` of this store, or with ``adopt`` a RUNNING run whose
+    ``IDENTITY_TAG`` is that of ``tags`` (a process killed after creating it, before its id was kept).
+
+    ``params`` is the nested resolved config, logged with dotted keys (a continued run gets those it lacks:
+    MLflow refuses to change logged ones); ``tags`` values are stringified. A saved run of another config hash or
+    data fingerprint is not continued: it is ended KILLED if still RUNNING, as are further RUNNING runs of this
+    identity.
+    ``keep_id(run_id)`` is called as soon as a run other than ``run_id`` is chosen, before anything else can
+    fail (the caller saves it). With a ``benchmark`` tag a new run becomes a child of that benchmark's parent
+    run (``sweep_run``), if the store has one. Where ``$SRLIB_TRACKING_MARKER`` names the marker
+    ``init_tracking`` wrote for this store and experiment (workflow jobs), its ids are used and the look-ups
+    skipped: a new run then costs two requests (create, params), which keeps hundreds of jobs starting together
+    on one tracking server fast.
+    Never raises for tracking problems: an unreachable store gives a warned no-op Tracker, and a run created
+    before the store failed is ended KILLED first (if the store still answers).
     """
-    flat = flatten_params(params)
+    tags = {key: str(value) for key, value in tags.items()}
+    action = f"opening run {run_name!r} in experiment {experiment!r}"
     known = read_marker(uri, experiment)
     try:
         with _http_env(PROBE_HTTP_ENV):
             experiment_id = known.get("experiment_id") or ensure_experiment(uri, experiment)
             client = MlflowClient(tracking_uri=uri)
-            if run_id is not None and _run_exists(client, run_id):
-                # Params were logged when the run was created; MLflow refuses to change them.
-                client.update_run(run_id, status="RUNNING")
-                client.set_tag(run_id, "resumed", "true")
-            else:
-                tag_values = {key: str(value) for key, value in tags.items()}
-                parent = None
-                if "benchmark" in tags:
-                    parent = (known["parent_run_id"] if known.get("benchmark") == tags["benchmark"]
-                              else sweep_run(client, experiment_id, tags["benchmark"], create=False))
-                if parent:
-                    tag_values[PARENT_TAG] = parent
-                run_id = client.create_run(experiment_id, run_name=run_name, tags=tag_values).info.run_id
-                client.log_batch(run_id, params=[Param(key, value) for key, value in flat.items()])
+            run, continued = _choose_run(client, experiment_id, run_id, tags, adopt)
+            if run is None:
+                run = _create_run(client, experiment_id, known, run_name, tags)
     except Exception as error:  # noqa: BLE001 -- training must go on without the store
-        _warn_unreachable(uri, f"opening run {run_name!r} in experiment {experiment!r}", error)
+        _warn_unreachable(uri, action, error)
+        return Tracker(None, None, uri)
+    if keep_id is not None and run.info.run_id != run_id:
+        keep_id(run.info.run_id)
+        kill_point("mlflow-run-id-kept")
+    try:
+        with _http_env(PROBE_HTTP_ENV):
+            _prepare_run(client, run, flatten_params(params), continued)
+    except Exception as error:  # noqa: BLE001
+        _end_runs(client, [run.info.run_id])
+        _warn_unreachable(uri, action, error)
         return Tracker(None, None, uri)
     for name, value in RUN_HTTP_ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    return Tracker(client, run_id, uri)
+    return Tracker(client, run.info.run_id, uri)
 
 
-def _run_exists(client: MlflowClient, run_id: str) -> bool:
+def _choose_run(client: MlflowClient, experiment_id: str, run_id: str | None, tags: dict, adopt: bool):
+    """(run to continue or None, whether there is one): the saved ``run_id`` if the store has it with the config
+    hash and data fingerprint of ``tags`` (a run directory moved since keeps its run; a tag the run lacks, from
+    before it was kept, does not count), else with ``adopt`` the earliest RUNNING run with the ``IDENTITY_TAG`` of
+    ``tags``. The RUNNING runs passed over are ended KILLED: the caller holds the run directory's lock."""
+    saved = _get_run(client, run_id) if run_id is not None else None
+    if saved is not None and all(saved.data.tags.get(key, tags.get(key)) == tags.get(key)
+                                 for key in (CONFIG_HASH, DATA_FINGERPRINT)):
+        return saved, True
+    stale = [saved.info.run_id] if saved is not None and saved.info.status == "RUNNING" else []
+    identity = tags.get(IDENTITY_TAG)
+    orphans = client.search_runs(
+        [experiment_id], filter_string=f"tags.{IDENTITY_TAG} = '{identity}' and attributes.status = 'RUNNING'",
+        max_results=100, order_by=["attributes.start_time ASC"]) if adopt and identity is not None else []
+    _end_runs(client, stale + [run.info.run_id for run in orphans[1:]])
+    return (orphans[0], True) if orphans else (None, False)
+
+
+def _create_run(client: MlflowClient, experiment_id: str, known: dict, run_name: str, tags: dict):
+    """A new run, a child of its benchmark's parent run when the store has one (``known``: the workflow's
+    marker, ``read_marker``); kill point ``mlflow-run-created`` follows."""
+    if "benchmark" in tags:
+        parent = (known["parent_run_id"] if known.get("benchmark") == tags["benchmark"]
+                  else sweep_run(client, experiment_id, tags["benchmark"], create=False))
+        tags = {**tags, PARENT_TAG: parent} if parent else tags
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    kill_point("mlflow-run-created")
+    return run
+
+
+def _prepare_run(client: MlflowClient, run, params: dict[str, str], continued: bool) -> None:
+    """Log the params ``run`` lacks; a continued run is also tagged ``resumed`` and set RUNNING again."""
+    missing = [Param(key, value) for key, value in params.items() if key not in run.data.params]
+    resumed = [RunTag("resumed", "true")] if continued else []
+    if missing or resumed:
+        client.log_batch(run.info.run_id, params=missing, tags=resumed)
+    if continued and run.info.status != "RUNNING":
+        client.update_run(run.info.run_id, status="RUNNING")
+
+
+def _end_runs(client: MlflowClient, run_ids: list[str]) -> None:
+    """End runs nobody works on any more KILLED, as far as the store answers (one short try each)."""
+    for run_id in run_ids:
+        try:
+            with _http_env(PROBE_HTTP_ENV):
+                client.set_terminated(run_id, "KILLED")
+        except Exception as error:  # noqa: BLE001 -- the caller warns about the store
+            log.info("could not end MLflow run %s as KILLED: %s", run_id, error)
+
+
+def _get_run(client: MlflowClient, run_id: str):
+    """The run ``run_id``, or None when the store has no such run."""
     try:
-        client.get_run(run_id)
+        return client.get_run(run_id)
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return False
+            return None
         raise
-    return True
 
 
 def _git(*args: str) -> str | None:

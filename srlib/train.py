@@ -7,6 +7,7 @@ covers. Running the same config on the same data in the same directory again res
 checkpoint, or only completes what a killed process left undone once ``metrics.json`` exists.
 """
 
+import json
 import logging
 import math
 import random
@@ -22,7 +23,7 @@ import yaml
 from torch.utils.data import DataLoader, Subset
 
 from srlib import __version__
-from srlib.config import ConfigError, config_hash, tracking_uri
+from srlib.config import ConfigError, config_hash, identity_changes, tracking_uri
 from srlib.cost import count_flops, count_parameters, peak_memory_so_far, step_tensor_memory
 from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
@@ -35,7 +36,7 @@ from srlib.models import PRESETS, build_segmentor
 from srlib import rundir
 from srlib.data.check import check_items, fingerprint
 from srlib.results import (CONFIG_HASH, DATA_FINGERPRINT, METRICS_FILE, RUN_ARTIFACTS, append_history, read_history,
-                           read_json, run_record, same_run, truncate_history, write_json_atomic)
+                           read_json, run_record, same_run, truncate_history, write_json_atomic, write_outcome)
 from srlib.rundir import kill_point, replace_durably
 from srlib.stats import ratio_spread
 from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
@@ -147,17 +148,17 @@ class Run:
 
     def finished_record(self) -> dict | None:
         """The finished record of this config and data in the run directory, or None; reads the checkpoint
-        to resume from. ConfigError when the directory holds a finished run or a checkpoint of another
-        config or data (neither is ever overwritten)."""
+        to resume from. ConfigError naming what differs (``_difference``) when the directory holds a finished
+        run or a checkpoint of another config or data (neither is ever overwritten)."""
         metrics = self.out_dir / METRICS_FILE
         if metrics.exists():
             done = read_json(metrics)
             if self._same_run(done):
                 return done
             raise ConfigError(
-                f"{metrics} is a finished run of {self._describe(done)}; this run is {self._describe(None)}. "
-                f"A finished result is never overwritten: use another --out directory, or move {self.out_dir} "
-                "away to train it again"
+                f"{metrics} is a finished run of another config or data ({self._difference(done)}). A finished "
+                f"result is never overwritten: use another --out directory, or move {self.out_dir} away to train it "
+                "again"
             )
         if self.ckpt_path.exists():
             try:
@@ -166,8 +167,8 @@ class Run:
                 raise ConfigError(f"checkpoint {self.ckpt_path} cannot be read ({error}); delete it to start over") from None
             if not self._same_run(saved):
                 raise ConfigError(
-                    f"checkpoint {self.ckpt_path} was written by {self._describe(saved)}, this run is "
-                    f"{self._describe(None)}; delete the checkpoint or use another --out directory"
+                    f"checkpoint {self.ckpt_path} was written by another config or data ({self._difference(saved)}); "
+                    "delete the checkpoint or use another --out directory"
                 )
             self.resume_state = saved
         return None
@@ -175,9 +176,21 @@ class Run:
     def _same_run(self, saved: dict) -> bool:
         return same_run(saved, self.hash, self.data_fingerprint)
 
-    def _describe(self, saved: dict | None) -> str:
-        saved = saved or {CONFIG_HASH: self.hash, DATA_FINGERPRINT: self.data_fingerprint}
-        return f"config hash {saved.get(CONFIG_HASH)} on data {saved.get(DATA_FINGERPRINT, '(not recorded)')}"
+    def _difference(self, saved: dict) -> str:
+        """What differs between a saved record or checkpoint and this run, as a diff does ('saved -> this run'):
+        the keys of the run identity (``srlib.config.identity_changes``; the config hashes where the saved run
+        has no config or no key differs), then the data fingerprint and data.root."""
+        old = saved.get("config") if isinstance(saved.get("config"), dict) else None
+        changes = identity_changes(old, self.cfg) if old is not None else []
+        if saved.get(CONFIG_HASH) != self.hash and not changes:
+            changes = [f"config hash: {saved.get(CONFIG_HASH)} -> {self.hash}"]
+        if saved.get(DATA_FINGERPRINT, self.data_fingerprint) != self.data_fingerprint:
+            changes.append(f"data fingerprint (item ids, file sizes): {saved[DATA_FINGERPRINT]} -> "
+                           f"{self.data_fingerprint}")
+            root = (old or {}).get("data", {}).get("root")
+            if root is not None and root != self.cfg["data"]["root"]:
+                changes.append(f"data.root: {json.dumps(root)} -> {json.dumps(self.cfg['data']['root'])}")
+        return f"saved -> this run: {'; '.join(changes)}"
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -188,6 +201,7 @@ class Run:
         state = {
             CONFIG_HASH: self.hash,
             DATA_FINGERPRINT: self.data_fingerprint,
+            "config": self.cfg,  # named in the refusal of another config's rerun
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -375,52 +389,68 @@ class _progress:
             self.bar.close()
 
 
-def execute(cfg: dict, out_dir: str | Path) -> dict:
-    """Train (or resume), evaluate and write ``metrics.json``; return its content.
+def execute(cfg: dict, out_dir: str | Path, outcome: str | Path | None = None) -> dict:
+    """Train (or resume), evaluate and write ``metrics.json``; return its content. With ``outcome``, write that
+    outcome file too (``srlib.results.write_outcome``): FINISHED, or FAILED on a non-finite loss (still raised).
 
-    Holds the run directory's lock throughout (``srlib.rundir``). Once ``metrics.json`` is written the rest
-    (MLflow summary, artifacts and status, checkpoint removal) is ``complete``, which a rerun of a finished
-    run repeats safely: a run killed at any instant is finished by its rerun, never retrained or logged twice.
+    Holds the run directory's lock throughout (``srlib.rundir``), the outcome's write included. Once
+    ``metrics.json`` is written the rest (MLflow summary, artifacts and status, checkpoint removal) is
+    ``complete``, which a rerun of a finished run repeats safely: a run killed at any instant is finished by its
+    rerun, never retrained or logged twice.
     """
     out_dir = Path(out_dir)
     run = Run(cfg, out_dir)  # validates config and data before the run directory is touched
     with rundir.lock(out_dir):
-        done = run.finished_record()
-        if done is not None:
-            complete(cfg, out_dir, done)
-            return done
-        resumed = run.load_checkpoint()
-        if resumed:
-            log.info("resuming %s from iteration %d", out_dir, run.iteration)
-        else:  # points a process killed before its first checkpoint wrote are not covered by any
-            truncate_history(out_dir, 0)
-        replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
-        from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
-
-        tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), DATA_FINGERPRINT: run.data_fingerprint}
-        tracker = open_tracker(cfg, out_dir, tags)
-        if resumed:  # points sent before the kill are sent again with their own timestamps: MLflow keeps one
-            tracker.log_history(read_history(out_dir))
-        started = time.perf_counter()
         try:
-            train_summary = run.train(tracker)
-            cost = run.cost()  # before evaluation, so peak memory is the training's
-            eval_started = time.perf_counter()
-            metrics, pictures = run.evaluate(run.eval_set, keep=cfg["run"]["pictures"])
-            train_summary["eval_time_s"] = time.perf_counter() - eval_started
-            write_artifacts(out_dir, metrics, pictures, run.info)
-        except BaseException:
-            tracker.finish("FAILED")
+            result = _run_to_record(run, cfg, out_dir)
+        except NonFiniteLoss as error:
+            if outcome is not None:
+                write_outcome(outcome, "FAILED", run.hash, f"{type(error).__name__}: {error}")
             raise
-        train_summary["total_time_s"] = time.perf_counter() - started
-        train_summary["finished_at_ms"] = int(time.time() * 1000)
-        result = run_record(cfg=cfg, config_hash=run.hash, data_fingerprint=run.data_fingerprint,
-                            axes=run_axes(out_dir, config_axes(cfg)), version=__version__, tags=tags,
-                            device=str(run.device), info=run.info, metrics=metrics, cost=cost, train=train_summary)
-        write_json_atomic(out_dir / METRICS_FILE, result)
-        kill_point("metrics-written")
-        complete(cfg, out_dir, result, tracker)
+        if outcome is not None:
+            write_outcome(outcome, result["status"], result[CONFIG_HASH])
         return result
+
+
+def _run_to_record(run: Run, cfg: dict, out_dir: Path) -> dict:
+    """``execute``'s work under the lock: a finished record completed (``complete``), else the run trained
+    (resumed from its checkpoint), evaluated and recorded."""
+    done = run.finished_record()
+    if done is not None:
+        complete(cfg, out_dir, done)
+        return done
+    resumed = run.load_checkpoint()
+    if resumed:
+        log.info("resuming %s from iteration %d", out_dir, run.iteration)
+    else:  # points a process killed before its first checkpoint wrote are not covered by any
+        truncate_history(out_dir, 0)
+    replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
+    from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
+
+    tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), DATA_FINGERPRINT: run.data_fingerprint}
+    tracker = open_tracker(cfg, out_dir, tags)
+    if resumed:  # points sent before the kill are sent again with their own timestamps: MLflow keeps one
+        tracker.log_history(read_history(out_dir))
+    started = time.perf_counter()
+    try:
+        train_summary = run.train(tracker)
+        cost = run.cost()  # before evaluation, so peak memory is the training's
+        eval_started = time.perf_counter()
+        metrics, pictures = run.evaluate(run.eval_set, keep=cfg["run"]["pictures"])
+        train_summary["eval_time_s"] = time.perf_counter() - eval_started
+        write_artifacts(out_dir, metrics, pictures, run.info)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    train_summary["total_time_s"] = time.perf_counter() - started
+    train_summary["finished_at_ms"] = int(time.time() * 1000)
+    result = run_record(cfg=cfg, config_hash=run.hash, data_fingerprint=run.data_fingerprint,
+                        axes=run_axes(out_dir, config_axes(cfg)), version=__version__, tags=tags,
+                        device=str(run.device), info=run.info, metrics=metrics, cost=cost, train=train_summary)
+    write_json_atomic(out_dir / METRICS_FILE, result)
+    kill_point("metrics-written")
+    complete(cfg, out_dir, result, tracker)
+    return result
 
 
 def complete(cfg: dict, out_dir: Path, record: dict, tracker=None) -> None:
@@ -497,17 +527,18 @@ def _peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:
 
 
 def open_tracker(cfg: dict, out_dir: Path, tags: dict):
-    """The run's MLflow run (``srlib.tracking.Tracker``); a resumed run continues the MLflow run it started
-    (id kept beside the checkpoint)."""
-    from srlib.tracking import Tracker, open_run, run_display
+    """The run's MLflow run (``srlib.tracking.Tracker``), tagged with the run directory and its identity
+    (``srlib.tracking.run_identity``). A resumed run continues the MLflow run it started (id kept beside the
+    checkpoint as soon as the run exists); where an earlier process began opening one and left no id, the
+    RUNNING run of this identity it created is continued instead of a second one."""
+    from srlib.tracking import IDENTITY_TAG, RUN_DIR_TAG, Tracker, open_run, run_display, run_identity
 
     tracking = cfg["tracking"]
     uri = tracking_uri(tracking["uri"])
     if not tracking["enabled"]:
         return Tracker(None, None, uri)
-    previous = rundir.read_run_id(out_dir)
     name, cell_tags = run_display(cfg)  # short name and cell tags, the sweep's when it wrote them
-    tracker = open_run(uri, tracking["experiment"], name, cfg, {**tags, **cell_tags}, run_id=previous)
-    if tracker.active and tracker.run_id != previous:
-        rundir.write_run_id(out_dir, tracker.run_id)
-    return tracker
+    identity = run_identity(out_dir, tags[CONFIG_HASH], tags.get(DATA_FINGERPRINT))
+    tags = {**tags, **cell_tags, RUN_DIR_TAG: str(out_dir.resolve()), IDENTITY_TAG: identity}
+    return open_run(uri, tracking["experiment"], name, cfg, tags, run_id=rundir.read_run_id(out_dir),
+                    adopt=rundir.note_opening(out_dir), keep_id=lambda run_id: rundir.write_run_id(out_dir, run_id))

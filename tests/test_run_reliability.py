@@ -78,6 +78,30 @@ def test_a_run_killed_after_its_record_is_completed_by_the_rerun_not_retrained(c
     assert steps(tmp_path, run, "loss_weighted/total") == list(range(2, ITERS + 1, 2))
 
 
+@pytest.mark.parametrize("point", ["mlflow-run-created", "mlflow-run-id-kept"])
+def test_a_run_killed_while_opening_its_mlflow_run_leaves_one_mlflow_run(config, tmp_path, point):
+    out = tmp_path / "run"
+    assert srlib("run", str(config), "--out", str(out), kill_at=point).returncode == -signal.SIGKILL
+    done = srlib("run", str(config), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    (run,) = mlflow_runs(tmp_path)  # the run the killed process created, continued: no orphan, no second run
+    assert run.info.status == "FINISHED" and run.data.params["optim.iters"] == str(ITERS)
+    assert run.data.tags["run_dir"] == str(out.resolve())
+    assert steps(tmp_path, run, "loss_weighted/total") == list(range(2, ITERS + 1, 2))
+
+
+def test_a_run_killed_while_writing_its_outcome_leaves_no_temporary_file(config, tmp_path):
+    out = tmp_path / "run"
+    args = ("run", str(config), "--out", str(out), "--outcome", str(out / "outcome.json"),
+            "--set", "tracking.enabled=false")
+    assert srlib(*args, kill_at="temp-written:outcome.json").returncode == -signal.SIGKILL
+    assert [path.name.split(".")[1:3] for path in out.glob(".*.tmp")] == [["outcome", "json"]]
+    done = srlib(*args)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "outcome.json").read_text())["status"] == "FINISHED"
+    assert list(out.rglob(".*.tmp")) == []
+
+
 def test_a_second_process_on_a_busy_run_directory_is_refused_naming_the_holder(config, tmp_path):
     out = tmp_path / "run"
     with rundir.lock(out):
@@ -95,13 +119,25 @@ def test_a_finished_run_is_another_run_on_other_data_and_the_same_run_on_a_moved
     other = tmp_path / "other"
     generate(other, seed=1, size=32, n_train=16, n_val=8, n_test=8)
     done = srlib("run", str(config), "--out", str(out), "--set", f"data.root={other}")
-    assert done.returncode == 2 and "finished run" in done.stderr and "on data" in done.stderr
+    assert done.returncode == 2 and "finished run" in done.stderr and "data fingerprint" in done.stderr
+    assert f'data.root: "{data_root}" -> "{other}"' in done.stderr
     assert (out / "metrics.json").read_text() == record  # never overwritten
 
     moved = tmp_path / "moved"
     subprocess.run(["cp", "-r", str(data_root), str(moved)], check=True)
     done = srlib("run", str(config), "--out", str(out), "--set", f"data.root={moved}")
     assert done.returncode == 0 and "mIoU" in done.stdout
+
+
+def test_a_refused_rerun_names_each_key_that_differs_with_both_values(config, tmp_path):
+    out = tmp_path / "run"
+    assert srlib("run", str(config), "--out", str(out), kill_at="checkpoint:4").returncode == -signal.SIGKILL
+    other = ("--set", "optim.iters=8", "--set", "loss.srf=false", "--set", "run.log_every=3")  # log_every: no matter
+    for refused in ("checkpoint", "finished run"):
+        done = srlib("run", str(config), "--out", str(out), *other)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert refused in done.stderr and "loss.srf: true -> false; optim.iters: 12 -> 8)" in done.stderr
+        assert srlib("run", str(config), "--out", str(out)).returncode == 0  # resumes, then is a finished run
 
 
 def test_validation_and_logging_cadence_do_not_change_what_a_run_computes(config, tmp_path):
@@ -140,6 +176,31 @@ def test_a_damaged_file_is_named_before_anything_is_written(config, tmp_path, da
     assert done.returncode == 2
     assert str(path) in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not out.exists() and mlflow_runs(tmp_path) == []
+
+
+def test_a_mask_edited_after_its_check_is_checked_again_even_at_the_same_size(tmp_path, data_root):
+    from PIL import Image
+    import numpy as np
+
+    from srlib.data import build_dataset
+    from srlib.data.check import check_items, fingerprint
+
+    copy = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(data_root), str(copy)], check=True)
+    dataset = build_dataset("generated", copy, "train")
+    mask_path = dataset.items[5][2]
+    original = Image.open(mask_path)
+    original.save(mask_path, compress_level=0)  # stored uncompressed: the file size depends on the shape only
+    size, identity = mask_path.stat().st_size, fingerprint("generated", [dataset])
+    check_items(dataset, f"{identity}-train")  # passes, and is remembered
+    edited = Image.fromarray(np.where(np.arange(original.width) == 0, 42, np.array(original)).astype(np.uint8), "P")
+    edited.putpalette(original.getpalette())
+    edited.save(mask_path, compress_level=0)
+    later = mask_path.stat().st_mtime_ns + 10**9
+    os.utime(mask_path, ns=(later, later))  # the edit comes a second after the check
+    assert mask_path.stat().st_size == size and fingerprint("generated", [dataset]) == identity
+    with pytest.raises(ValueError, match=str(mask_path)):
+        check_items(dataset, f"{identity}-train")
 
 
 def test_a_diverged_run_without_outcome_and_an_unwritable_out_end_in_one_line(config, tmp_path):

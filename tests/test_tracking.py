@@ -109,6 +109,39 @@ def test_resume_continues_the_same_run(uri):
     assert (run.info.run_id, run.info.status) == (first.run_id, "FINISHED")
 
 
+def test_a_running_run_of_the_identity_is_continued_and_runs_passed_over_are_ended_killed(uri):
+    identity = {tracking.IDENTITY_TAG: "0123456789abcdef", "config_hash": "abc"}
+    orphan, later = (tracking.open_run(uri, "bench", "run", {"lr": 0.1}, identity).run_id for _ in range(2))
+    kept = []
+    adopted = tracking.open_run(uri, "bench", "run", {"lr": 0.1}, identity, adopt=True, keep_id=kept.append)
+    assert adopted.run_id == orphan and kept == [orphan]  # the earliest; its id is kept
+    fresh = tracking.open_run(uri, "bench", "run", {"lr": 0.2}, {"config_hash": "another"}, run_id=orphan)
+    assert fresh.run_id not in (orphan, later)  # a saved run of another config is not continued
+    statuses = {run.info.run_id: run.info.status for run in runs_of(uri, "bench")}
+    assert statuses == {orphan: "KILLED", later: "KILLED", fresh.run_id: "RUNNING"}
+
+
+def test_a_run_whose_params_fail_to_log_is_ended_killed_with_its_id_kept(uri, monkeypatch, caplog):
+    log_batch = MlflowClient.log_batch
+
+    def params_fail(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+        if params:
+            raise MlflowException("database is locked")
+        return log_batch(self, run_id, metrics, params, tags, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", params_fail)
+    kept = []
+    tracker = tracking.open_run(uri, "bench", "run", {"lr": 0.1}, {}, keep_id=kept.append)
+    assert not tracker.active
+    (run,) = runs_of(uri, "bench")
+    assert run.info.status == "KILLED" and kept == [run.info.run_id]
+    assert [r.levelname for r in caplog.records if r.name == "srlib.tracking"] == ["WARNING"]
+    monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
+    resumed = tracking.open_run(uri, "bench", "run", {"lr": 0.1}, {}, run_id=run.info.run_id)
+    assert resumed.run_id == run.info.run_id  # a rerun continues it, with its params this time
+    assert MlflowClient(tracking_uri=uri).get_run(run.info.run_id).data.params == {"lr": "0.1"}
+
+
 def closed_port_uri():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

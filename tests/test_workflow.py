@@ -143,6 +143,20 @@ def test_a_setting_that_sets_an_axis_owned_key_is_refused_naming_the_file(work):
     assert "benchmarks/tiny.yaml: axes.settings.bad.loss.srf: set by the benchmark's axes.sr" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("how", ["--configfile", "--configfile, SLURM profile", "default benchmark"])
+def test_a_benchmark_file_that_is_not_valid_yaml_is_named_with_line_and_column(work, how):
+    name = "default" if how == "default benchmark" else "broken"
+    (work / "benchmarks" / f"{name}.yaml").write_text("name: broken\nbase: {optim: {iters: 3}\naxes:\n  seed: [0]\n")
+    args = [] if name == "default" else ["--configfile", f"benchmarks/{name}.yaml"]
+    profile = ["--workflow-profile", "profiles/slurm"] if "SLURM" in how else []
+    result = snakemake(work, "-n", *args, *profile, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "rule train" not in result.stdout
+    assert f"benchmark file benchmarks/{name}.yaml is not valid YAML: expected ',' or '}}', but got '<scalar>' " \
+           "(line 3, column 1)" in output
+    assert len(output.splitlines()) < 8
+
+
 def test_a_benchmark_without_a_description_sets_up_its_tracking(work, tmp_path):
     store = tmp_path / "mlflow.db"
     bench = {**TINY, "name": "plain", "tracking": {"uri": f"sqlite:///{store}"}}  # no "description" key
