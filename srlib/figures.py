@@ -93,18 +93,25 @@ def plot_ablation(frame, path: Path, metric: str = "miou", level: float = LEVEL)
 
 def _prediction_runs(frame, treated_sr: str):
     """First dataset x preset x loss and seed where the baseline and ``treated_sr`` both have predictions.npz:
-    (key, seed, [baseline run, treated run per setting, in the settings' order]); None when there is none."""
+    (key, seed, runs); runs = the baseline and the treated run, and in a settings sweep, per setting in order, its
+    baseline (unless the row above already shows that run) and its treated run (each run once). None when there
+    is none."""
     finished = frame[frame["status"] == "FINISHED"]
     has = finished["run_dir"].map(lambda d: (Path(d) / "predictions.npz").exists())
     finished = finished[has.astype(bool)]
-    for key, group in groups(finished.assign(setting=""), ["dataset", "preset", "pixel"]):
+    for key, group in groups(finished, ["dataset", "preset", "pixel"], by_setting=False):
         for seed in sorted(set(group["seed"])):
-            runs = finished[(finished["dataset"] == key["dataset"]) & (finished["preset"] == key["preset"])
-                            & (finished["pixel"] == key["pixel"]) & (finished["seed"] == seed)]
-            base, treated = runs[runs["sr"] == "baseline"], runs[runs["sr"] == treated_sr]
-            if len(base) and len(treated):
-                treated = treated.sort_values("setting").drop_duplicates("run_dir")  # a shared run once
-                return key, seed, [base.iloc[0], *(row for _, row in treated.iterrows())]
+            runs = group[group["seed"] == seed].sort_values("setting", kind="stable")
+            shown = []
+            for _, cells in runs.groupby("setting", sort=True, observed=True):
+                pair = [cells[cells["sr"] == sr] for sr in ("baseline", treated_sr)]
+                shown += [cell.iloc[0] for cell in pair if len(cell)]
+            firsts = {}
+            for run in shown:  # a shared run once, where it first shows
+                firsts.setdefault(run["run_dir"], run)
+            shown = list(firsts.values())
+            if {run["sr"] for run in shown} >= {"baseline", treated_sr}:
+                return key, seed, shown
     return None
 
 
@@ -145,14 +152,14 @@ def picture_grid(path: Path, images, masks, predictions: list[tuple[str, object]
     fig.legend(handles=key, loc="lower center", ncol=min(len(key), 7), fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
     key_rows = math.ceil(len(key) / 7)
-    fig.tight_layout(rect=(0, 0.25 * key_rows / fig.get_figheight(), 1, 1))
+    fig.tight_layout(rect=(0, 0.25 * key_rows / fig.get_figheight(), 1, 1 - 0.25 / fig.get_figheight()))
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
 
 def _setting_line(run) -> str:
-    return f"\n{run['setting']}" if run["sr"] != "baseline" and str(run.get("setting") or "") else ""
+    return f"\n{run['setting']}" if str(run.get("setting") or "") else ""
 
 
 def plot_pictures(frame, path: Path, count: int = 6) -> Path:

@@ -298,10 +298,10 @@ def score(result: dict | None, key: str):
     return None if result is None else result.get("metrics", {}).get(key)
 
 
-def groups(frame, keys: list[str]):
+def groups(frame, keys: list[str], by_setting: bool = True):
     """({key: value}, sub-frame) per distinct combination of ``keys``, sorted (settings in their benchmark's
-    order); a frame of a settings sweep is grouped by setting first."""
-    if "setting" in frame and frame["setting"].astype(str).ne("").any() and "setting" not in keys:
+    order); a frame of a settings sweep is grouped by setting first unless not ``by_setting``."""
+    if by_setting and "setting" in frame and frame["setting"].astype(str).ne("").any() and "setting" not in keys:
         keys = ["setting", *keys]
     for values, group in frame.groupby(keys, sort=True, observed=True):
         yield dict(zip(keys, values)), group

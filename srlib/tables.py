@@ -12,7 +12,7 @@ functions that use them.
 import math
 from pathlib import Path
 
-from srlib.claims import claims_sections
+from srlib.claims import claims_sections, effect_row
 from srlib.figures import plot_ablation, plot_pictures
 from srlib.results import (
     FAILURE_METRICS, MEMORY_KINDS, METRIC_NAMES, RUN_STATUSES, collect_runs, group_title, groups, ordered_sr, read_json,
@@ -279,6 +279,44 @@ def exits_sections(data: dict) -> list[dict]:
     return sections
 
 
+def settings_sections(data: dict) -> list[dict]:
+    """A settings sweep at a glance, one table per dataset x preset x pixel loss: rows = settings; the baseline's
+    and the full SR cell's mIoU (or the last SR cell present), their paired difference with its verdict
+    (``srlib.claims.effect_row``), and the full SR cell's mechanism (exit 1's mIoU, head-teacher agreement, the
+    head's accuracy where exit 1 is wrong, the SR-F gap)."""
+    import pandas as pd
+
+    frame, level = data["runs"], data["level"]
+    sections = []
+    for key, group in groups(frame, ["dataset", "preset", "pixel"], by_setting=False):
+        present = ordered_sr(group)
+        treated = FULL_SR if FULL_SR in present else present[-1]
+        rows = []
+        for setting, cells in group.groupby("setting", sort=True, observed=True):
+            scores = {sr: {s: score(r, "miou") for s, r in zip(c["seed"], c["result"])}
+                      for sr, c in ((sr, cells[cells["sr"] == sr]) for sr in ("baseline", treated))}
+            effect = effect_row("", scores[treated], scores["baseline"], +1, level)
+            full = cells[cells["sr"] == treated]
+            row = {"setting": str(setting), "baseline mIoU %": _cell(cells[cells["sr"] == "baseline"], "miou", level),
+                   f"{sr_label(treated)} mIoU %": _cell(full, "miou", level), "Δ": effect["effect"],
+                   "p": effect["p"], "verdict": effect["verdict"]}
+            for metric, column in {"exit1_miou": "exit 1 mIoU %", **MECHANISM}.items():
+                row[column] = _pct(*mean_ci([score(r, metric) for r in full["result"]], level)[:2])
+            mean, _, n = mean_ci([_final_term(r, "srf_gap") for r in full["result"]], level)
+            row["SR-F gap"] = f"{mean:.3f}" if n else "–"
+            rows.append(row)
+        caption = (
+            f"Each setting's baseline and {sr_label(treated)} (mIoU in %, mean ± {100 * level:.0f} % t-interval over "
+            f"seeds, n finished), their paired difference in points with p and the claims table's verdict "
+            f"(borderline: 0.01 <= p < 0.10), and the mechanism in the {sr_label(treated)} runs (exits.md): exit 1's "
+            "mIoU (SR-F's teacher), the share of pixels where the head predicts exit 1's class, the share of exit 1's "
+            "errors the head gets right, the final SR-F gap. A baseline shared by several settings is the same runs "
+            "in each row. " + run_caption(group)
+        )
+        sections.append({"title": group_title(key), "caption": caption, "frame": pd.DataFrame(rows)})
+    return sections
+
+
 COST_KEYS = ("params_test", "params_train", "step_time_s")  # what every srlib cost file holds
 
 
@@ -454,8 +492,17 @@ def page_name(table_file: str) -> str:
     return table_file.removesuffix(".md") + ".html"
 
 
-# What build_tables writes: the markdown tables, their pages, the figures and tables.html (everything on one page)
-TABLE_FILES = (*TABLES, *map(page_name, TABLES), *FIGURES, "tables.html")
+SETTINGS_TABLES = {"settings.md": ("Settings at a glance", settings_sections)}  # a settings sweep's, first
+
+
+def table_files(settings: bool = False) -> tuple[str, ...]:
+    """What build_tables writes: the markdown tables, their pages, the figures and tables.html (everything on one
+    page); with ``settings`` (a settings sweep) also SETTINGS_TABLES and their pages."""
+    names = [*(SETTINGS_TABLES if settings else {}), *TABLES]
+    return (*names, *map(page_name, names), *FIGURES, "tables.html")
+
+
+TABLE_FILES = table_files()
 
 
 def _settings_text(bench: dict) -> str:
@@ -517,7 +564,8 @@ def build_tables(runs, out_dir, benchmark=None, *, cost_files=None, pictures: in
     from_runs = cost_files is None
     costs = costs_from_runs(frame) if from_runs else collect_costs(cost_files, served, settings)
     data = {"runs": frame, "costs": costs, "costs_from_runs": from_runs, "level": level}
-    documents = {file: (title, sections(data)) for file, (title, sections) in TABLES.items()}
+    documents = {file: (title, sections(data))
+                 for file, (title, sections) in {**(SETTINGS_TABLES if settings else {}), **TABLES}.items()}
     written = [write_markdown(out_dir / file, f"{title}: {name}", intro, sections, EMPTY.get(title, EMPTY[None]))
                for file, (title, sections) in documents.items()]
     written.append(plot_ablation(frame, out_dir / "ablation.png", level=level))

@@ -61,6 +61,11 @@ def test_every_setting_has_its_rows_and_shares_the_runs_it_reads_alike(settings_
     assert claims.count("## setting ") == 2
     assert "Runs: 15 (15 FINISHED). Settings (" in claims and "official = loss.variant: official; paper" in claims
     assert "exit 1 (teacher) mIoU 9 % (+MEA 9 %); head = exit 1 on 96 % (+MEA 96 %)" in claims
+    glance = (tmp_path / "out" / "settings.md").read_text()
+    rows = [line for line in glance.splitlines() if line.startswith(("| official", "| paper"))]
+    assert len(rows) == 2 and all("| +MEA+SR-F mIoU %" not in row for row in rows)
+    assert "contradicted" in rows[0] and "| 96.0" in rows[0]  # official: -20 points; head = exit 1 on 96 %
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(tables.table_files(settings=True))
     exits = (tmp_path / "out" / "exits.md").read_text()
     assert "| exit 1 mIoU %" in exits and "| head mIoU %" in exits and "srf gap" in exits
     assert "| baseline" not in exits  # no exits, no row
@@ -88,5 +93,5 @@ def test_the_picture_grid_shows_the_baseline_once_and_full_sr_under_each_setting
     frame = results.collect_runs(str(runs / "**" / "seed~*"), served, settings)
     _, seed, shown = figures._prediction_runs(frame, "mea+srf")
     assert seed == 0 and [(run["sr"], run["setting"]) for run in shown] == [
-        ("baseline", "official"), ("mea+srf", "official"), ("mea+srf", "paper")]
+        ("baseline", "official"), ("mea+srf", "official"), ("mea+srf", "paper")]  # the shared baseline once
     assert figures.plot_pictures(frame, tmp_path / "pictures.png").exists()

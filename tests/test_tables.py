@@ -199,7 +199,7 @@ def test_score_intervals_stay_within_0_and_100_percent():
     assert tables._pct(-0.276, 0.086, signed=True) == "-27.6 ± 8.6"  # differences are not clipped
 
 
-@pytest.mark.parametrize("name", ["default", "losses", "weak", "readings"])
+@pytest.mark.parametrize("name", ["default", "losses", "weak", "readings", "sensitivity"])
 def test_committed_result_tables_rebuild_byte_for_byte_from_their_records(name, tmp_path):
     # What each results/<bench>/README.md promises: srlib tables over the committed run records and cost files
     # writes the committed .md and .html tables again, byte for byte (a caption changed in code fails here

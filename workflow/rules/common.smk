@@ -15,7 +15,7 @@ from snakemake.utils import validate
 
 from srlib import sweep
 from srlib.config import StrictValidator, check_schema, config_hash
-from srlib.tables import TABLE_FILES
+from srlib.tables import table_files
 
 # The benchmark file is checked first with messages that name the bad key (Snakemake's own message dumps
 # the whole schema); validate() then fills the schema's defaults.
@@ -33,6 +33,7 @@ def _expand(bench: dict) -> dict:
 
 
 SWEEP = _expand(config)
+TABLE_FILES = table_files(settings=bool(SWEEP["settings"]))  # the tables rule's outputs
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter when available (fast)
 # Shell commands use these two directly, not via params: a params change would make Snakemake rerun every
 # finished run when the virtual environment or the checkout moves.
