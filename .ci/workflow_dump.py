@@ -2,8 +2,9 @@
 
 For each ``benchmarks/*.yaml``: the dry run ``snakemake -n -p`` (its header's date, id and command lines dropped,
 the jobs and the files of each ``reason:`` sorted: Snakemake prints them in set order), then every train job's
-output, identity param and ``run.yaml`` and every cost job's output, identity param and config YAML, computed by the workflow's own functions (``workflow/rules/common.smk``; a dry run does not execute the
-``run:`` blocks that write them). Real datasets are given empty directories under ``DATASETS_ROOT`` (a fixed path:
+output, identity param and ``run.yaml`` and every cost job's output, identity param and config YAML, computed by
+the workflow's own functions (``workflow/rules/common.smk``; a dry run does not execute the ``run:`` blocks that
+write them). Real datasets are given empty directories under ``DATASETS_ROOT`` (a fixed path:
 it is part of their runs' configs).
 
     python .ci/workflow_dump.py > before.txt   # in each checkout (PYTHONPATH picks the srlib to use), then diff
