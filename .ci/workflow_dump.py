@@ -1,10 +1,10 @@
 """Print what the workflow would hand every job of every committed benchmark, for a before/after diff of a refactor.
 
-For each ``benchmarks/*.yaml``: the dry run ``snakemake -n -p`` (its header's date, id and command lines dropped,
-the jobs and the files of each ``reason:`` sorted: Snakemake prints them in set order), then every train job's
-output, identity param and ``run.yaml`` and every cost job's output, identity param and config YAML, computed by
-the workflow's own functions (``workflow/rules/common.smk``; a dry run does not execute the ``run:`` blocks that
-write them). Real datasets are given empty directories under ``DATASETS_ROOT`` (a fixed path:
+For each ``benchmarks/*.yaml``: the dry run ``snakemake -n -p`` (its header's date, id and command lines and the
+job ids dropped, the jobs and the files of each ``reason:`` sorted: Snakemake prints them in set order), then
+every train job's output, identity param and ``run.yaml`` and every cost job's output, identity param and config
+YAML, computed by the workflow's own functions (``workflow/rules/common.smk``; a dry run does not execute the
+``run:`` blocks that write them). Real datasets are given empty directories under ``DATASETS_ROOT`` (a fixed path:
 it is part of their runs' configs).
 
     python .ci/workflow_dump.py > before.txt   # in each checkout (PYTHONPATH picks the srlib to use), then diff
@@ -22,6 +22,7 @@ from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings
 REPO = Path(__file__).resolve().parents[1]
 DATASETS_ROOT = "/tmp/srbench-workflow-dump-datasets"
 REAL_DATASETS = ("voc_aug", "cityscapes", "pascal_context", "coco_stuff", "ade20k")
+JOBID = re.compile(r"^\s*jobid: \d+$")  # Snakemake numbers the jobs in no fixed order
 HEADER = re.compile(r"^\s*(Date|Workflow ID|Command|Platform|Host|User|Snakemake version|Python version):|^\[\w{3} ")
 
 
@@ -46,8 +47,8 @@ def dump(bench: Path, datasets_root: str) -> None:
                           f"datasets_root={datasets_root}"], cwd=REPO, capture_output=True, text=True)
     print(f"##### {bench.name}: snakemake -n -p (exit {dry.returncode})")
     output = (dry.stdout + dry.stderr).splitlines()
-    lines = [_sorted_reason(line) for line in output if not HEADER.match(line)]
-    print("\n\n".join(sorted("\n".join(lines).split("\n\n"))))  # jobs in a fixed order
+    lines = [_sorted_reason(line) for line in output if not HEADER.match(line) and not JOBID.match(line)]
+    print("\n\n".join(sorted(block.strip("\n") for block in "\n".join(lines).split("\n\n"))))  # a fixed order
     with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
         workflow_api = api.workflow(resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO,
                                    config_settings=ConfigSettings(configfiles=[bench],

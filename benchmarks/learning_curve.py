@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from torch.utils.data import Subset
 
-from srlib.config import resolve_config
+from srlib.registries import resolve_config
 from srlib.evaluate import evaluate
 from srlib.train import Run
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 import srlib.tracking
 import srlib.train
-from srlib.config import resolve_config
+from srlib.registries import resolve_config
 from srlib.data.synth import generate
 from srlib.losses.self_regulation import self_regulation_loss
 

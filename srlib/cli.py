@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, config_hash, resolve_config
+from srlib.config import DEFAULTS, SCRIBBLE_DATASETS, SUPERVISIONS, ConfigError, load_config, resolve_auto
+from srlib.data.generated import GENERATE_DEFAULTS
 
 EXIT_FAILED = 1  # the run could not be done (its directory is busy or unwritable; without --outcome, a diverged loss)
 EXIT_BAD_INPUT = 2
@@ -52,11 +53,12 @@ def _finished_run(args) -> dict | None:
     to write or remove, a read-only run directory is answered too."""
     from srlib import rundir
     from srlib.data.check import data_fingerprint
+    from srlib.identity import config_hash
     from srlib.results import METRICS_FILE, finished_record, write_outcome
 
     if not os.path.isfile(os.path.join(args.out, METRICS_FILE)):
         return None
-    fast = resolve_config(args.config, args.overrides, check_names=False)
+    fast = resolve_auto(load_config(args.config, args.overrides))
     done = finished_record(args.out, config_hash(fast), data_fingerprint(fast["data"]))
     if done is not None and (args.outcome is not None or rundir.stale_temps(Path(args.out))):
         with rundir.lock(args.out):
@@ -68,6 +70,7 @@ def _finished_run(args) -> dict | None:
 def _train(args) -> int:
     """Train, resume or complete the run (``srlib.train.execute``) and print its scores. A non-finite loss is a
     result of the cell: with ``--outcome`` it is recorded there as FAILED and the command exits 0."""
+    from srlib.registries import resolve_config
     from srlib.train import NonFiniteLoss, execute
 
     cfg = resolve_config(args.config, args.overrides)
@@ -87,7 +90,8 @@ def _print_scores(args, result: dict) -> int:
 
 
 def cmd_cost(args) -> int:
-    from srlib.results import write_json_atomic
+    from srlib.files import write_json_atomic
+    from srlib.registries import resolve_config
     from srlib.train import measure_cost
 
     cfg = resolve_config(args.config, args.overrides)
@@ -99,7 +103,8 @@ def cmd_cost(args) -> int:
 
 
 def cmd_generate_data(args) -> int:
-    from srlib.data.synth import generate, save_sample_grid
+    from srlib.data.generated import save_sample_grid
+    from srlib.data.synth import generate
 
     stats = generate(args.root, workers=args.workers, **{key: getattr(args, key) for key in GENERATE_DEFAULTS})
     print(f"dataset at {args.root}: {stats}")
@@ -138,7 +143,7 @@ def cmd_init_tracking(args) -> int:
 
 
 def cmd_import_runs(args) -> int:
-    from srlib.results import read_yaml
+    from srlib.files import read_yaml
     from srlib.tracking import check_store
     from srlib.tracking_import import import_runs
 
@@ -212,14 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     weak = sub.add_parser("weak-labels", help="score the generated dataset's pseudo masks or scribbles against its "
                           "ground truth (training split)")
     weak.add_argument("root", help="generated dataset root")
-    weak.add_argument("--supervision", choices=("pseudo", "scribble"), default="pseudo")
+    weak.add_argument("--supervision", choices=tuple(s for s in SUPERVISIONS if s != "full"), default="pseudo")
     weak.add_argument("--noise", type=float, default=DEFAULTS["data"]["pseudo_noise"], help="pseudo-mask strength")
     weak.add_argument("--limit", type=_positive_int, help="score the first N images only")
     weak.set_defaults(func=cmd_weak_labels)
 
     scribbles = sub.add_parser("scribbles", help="rasterise ScribbleSup XML files into a label_dir of PNGs")
     scribbles.add_argument("xml_dir", help="folder of <image id>.xml files")
-    scribbles.add_argument("--dataset", required=True, choices=("voc_aug", "pascal_context"))
+    scribbles.add_argument("--dataset", required=True, choices=SCRIBBLE_DATASETS)
     scribbles.add_argument("--out", required=True, help="output folder (created)")
     scribbles.set_defaults(func=cmd_scribbles)
     return parser

@@ -7,7 +7,6 @@ so a table can state which one it shows.
 """
 
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -73,11 +72,6 @@ def interleaved_step_times(
     return times
 
 
-def median_step_time(step: Callable[[], object], warmup: int = 2, repeats: int = 10, device="cpu") -> float:
-    """Median seconds per call of ``step`` after ``warmup`` untimed calls."""
-    return statistics.median(interleaved_step_times({"step": step}, warmup, repeats, device)["step"])
-
-
 def peak_memory_so_far(device="cpu") -> dict[str, object]:
     """Peak memory in bytes since the last reset (CUDA) or since the process started (CPU).
 
@@ -90,16 +84,6 @@ def peak_memory_so_far(device="cpu") -> dict[str, object]:
         return {"peak_bytes": int(torch.cuda.max_memory_allocated(device)), "kind": "cuda_max_allocated"}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"peak_bytes": int(rss if sys.platform == "darwin" else rss * 1024), "kind": "cpu_peak_rss"}
-
-
-def peak_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:
-    """Run ``step`` once and report peak memory in bytes (see ``peak_memory_so_far``); on CUDA the peak
-    is reset first, so it is this step's."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    step()
-    _synchronize(device)
-    return peak_memory_so_far(device)
 
 
 def step_tensor_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:

@@ -22,7 +22,7 @@ A run directory (``srlib run CONFIG --out RUN_DIR``) holds::
 ``metrics.json`` (built by ``run_record``)::
 
     status          "FINISHED"
-    config_hash     12 hex digits identifying what the run computes (``srlib.config.config_hash``)
+    config_hash     12 hex digits identifying what the run computes (``srlib.identity.config_hash``)
     data_fingerprint  16 hex digits identifying the data it trained and evaluated on, by content
                     (``srlib.data.check.fingerprint``); a run is the same run only on the same data
     config          the resolved run config (``srlib.config.DEFAULTS`` has every key)
@@ -45,13 +45,9 @@ A run's status as tables count it: FINISHED (metrics.json), FAILED (outcome.json
 import glob
 import json
 import os
-import tempfile
 from pathlib import Path
 
-import yaml
-
-from srlib.config import yaml_problem
-from srlib.rundir import kill_point, replace_durably
+from srlib.files import read_json, read_yaml, replace_durably, write_json_atomic
 from srlib.sweep import AXES, cell_key, config_axes, run_axes, sr_rank
 
 METRICS_FILE = "metrics.json"
@@ -73,30 +69,6 @@ METRIC_NAMES = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy", **FAILURE_ME
 # The record's cost "memory_kind" in words (``srlib.cost.peak_memory_so_far``)
 MEMORY_KINDS = {"cpu_peak_rss": "peak resident memory of the training process (CPU)",
                 "cuda_max_allocated": "peak GPU memory allocated by PyTorch"}
-
-
-def write_json_atomic(path: str | Path, data) -> None:
-    """Write JSON to a temporary file in the same directory, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600: collaborators must be able to read results
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, allow_nan=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        kill_point(f"temp-written:{path.name}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def append_history(run_dir: str | Path, points: list[dict]) -> None:
@@ -126,33 +98,11 @@ def read_history(run_dir: str | Path) -> list[dict]:
 
 def truncate_history(run_dir: str | Path, length: int) -> None:
     """Keep the first ``length`` points of the run's history (those a checkpoint covers), atomically and
-    durably, as history.jsonl is appended (``srlib.rundir.replace_durably``)."""
+    durably, as history.jsonl is appended (``srlib.files.replace_durably``)."""
     path = Path(run_dir) / HISTORY_FILE
     lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
     if len(lines) > length:
         replace_durably(path, lambda tmp: tmp.write_text("".join(lines[:length])))
-
-
-def read_json(path: str | Path) -> dict:
-    """A JSON file (record, outcome or cost file); ValueError naming the file when it is not valid JSON."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-
-
-def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping file (a run's config.yaml or run.yaml, a benchmark file); {} when empty. ValueError naming
-    the file when it is not valid YAML or not a mapping."""
-    path = Path(path)
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path} is not valid YAML: {yaml_problem(error)}") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ValueError(f"{path}: expected a mapping of keys, got a {type(loaded).__name__}")
-    return loaded or {}
 
 
 # -- writing ------------------------------------------------------------------------------------------

@@ -18,16 +18,16 @@ honour it.)
 
 import contextlib
 import os
-import signal
 import socket
 from pathlib import Path
 
 import fcntl
 
+from srlib.files import replace_durably
+
 LOCK_FILE = ".lock"
 RUN_ID_FILE = "mlflow_run_id"  # in RUN_DIR/checkpoint/: the MLflow run a resumed or finishing run continues
 OPENING_FILE = "mlflow_opening"  # in RUN_DIR/checkpoint/: a process began opening an MLflow run here
-KILL_ENV = "SRLIB_KILL_AT"  # tests: the name of the point where the process SIGKILLs itself
 
 
 class RunDirBusy(RuntimeError):
@@ -100,26 +100,3 @@ def note_opening(run_dir: Path) -> bool:
         return True
     replace_durably(path, lambda tmp: tmp.write_text(""))
     return False
-
-
-def replace_durably(path: Path, write) -> None:
-    """``write(tmp)`` a sibling temporary file, fsync it, rename it over ``path`` and fsync the folder: after
-    a crash ``path`` holds either the old or the new content, never a torn or empty file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
-def kill_point(name: str) -> None:
-    """SIGKILL this process here when the environment variable SRLIB_KILL_AT equals ``name`` (tests use it
-    to stop a run at an exact instant; unset in normal use)."""
-    if os.environ.get(KILL_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)

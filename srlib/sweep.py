@@ -12,7 +12,7 @@ and its run config is ``base`` <- its dataset's ``config`` <- its setting's frag
 Settings (``axes.settings``, optional): named run-config fragments, e.g. ``{official: {loss: {variant:
 official}}, paper: {...}}``, each a value of the axis ``setting`` (path segment ``setting~<name>`` before
 ``sr~``; a benchmark without the axis keeps its paths and run configs exactly). Cells of different settings
-that read the same config (``srlib.config.reading_hash``: a baseline reads no SR key, a cell without exits no
+that read the same config (``srlib.identity.reading_hash``: a baseline reads no SR key, a cell without exits no
 exit key) are trained once, in the directory of the first such setting, and serve every one of them
 (``served``): the tables show that run under each setting it serves.
 
@@ -21,7 +21,7 @@ order ``SR_ORDER``); ``pixel`` is a ``srlib.losses.PIXEL_LOSSES`` name, with ``+
 the center loss (``loss.center: true``).
 
 Weak supervision (``axes.supervision``, optional): values ``full``, ``pseudo``, ``scribble``, each optionally
-with ``+densecrf`` or ``+dfr`` (the regularized loss; ``SUPERVISION_LABELS``, ``REGULARIZERS``). The axis is
+with ``+densecrf`` or ``+dfr`` (the regularized loss; ``SUPERVISIONS``, ``REGULARIZERS``). The axis is
 crossed with the dataset axis: every (dataset, supervision) pair becomes a dataset id ``<id>@<supervision>``
 (``dataset~generated@scribble+densecrf/...``), so each is one column of the tables, and its runs set
 ``data.supervision`` and ``loss.regularizer``. A benchmark without the axis keeps its dataset ids, run paths
@@ -39,18 +39,19 @@ import sys
 from pathlib import Path
 
 from srlib.config import (
-    DEFAULTS, GENERATE_DEFAULTS, ConfigError, check_schema, integral_floats_to_ints, merge, reading_hash,
-    tracking_uri,
+    CENTER_SUFFIX, DEFAULTS, REGULARIZERS, SR_TERMS, SUPERVISIONS, ConfigError, check_schema, integral_floats_to_ints,
+    merge, tracking_uri,
 )
 from srlib.data import DATASETS
+from srlib.data.generated import GENERATE_DEFAULTS
+from srlib.files import read_yaml
+from srlib.identity import reading_hash
 
 AXES = ("dataset", "preset", "pixel", "setting", "sr", "seed")  # in path order
 OPTIONAL_AXES = {"setting": ""}  # axis -> a run's value where its benchmark has no such axis
-SR_TERMS = ("mea", "srf", "srl")
 SR_LABELS = {"mea": "MEA", "srf": "SR-F", "srl": "SR-L"}
 SR_ORDER = ("baseline", "mea", "mea+srf", "mea+srl", "mea+srf+srl", "srf", "srl", "srf+srl")
 FULL_SR = "mea+srf+srl"
-CENTER_SUFFIX = "+center"
 
 COST_AXES = ("dataset", "preset", "exit", "sr")  # what a cost file's path must spell; the pixel loss is read from its config
 GENERATED_PATTERN = "results/data/generated/size~{size}/train~{n_train}/val~{n_val}/test~{n_test}/seed~{seed}"
@@ -65,8 +66,6 @@ OWNED_KEYS = {
     "data.supervision": "axes.supervision", "loss.regularizer": "axes.supervision",
 }
 SETTING_NAME = "^[A-Za-z0-9_.=-]+$"  # a setting's name: a path segment, an MLflow tag
-SUPERVISION_LABELS = ("full", "pseudo", "scribble")  # srlib.data.weak.SUPERVISIONS (no torch import here)
-REGULARIZERS = ("densecrf", "dfr")  # srlib.losses.dense_crf.REGULARIZERS
 SUPERVISION_SEP = "@"  # dataset id @ supervision value
 
 
@@ -78,8 +77,6 @@ class BenchmarkError(ConfigError):
 def check_benchmark_file(path: str | Path) -> None:
     """BenchmarkError naming ``path`` (and the line and column of a YAML syntax error) when Snakemake would refuse
     it as a config file: it reads JSON, else YAML, into a mapping, and says neither where nor what is wrong."""
-    from srlib.results import read_yaml  # srlib.results imports this module
-
     text = Path(path).read_text()
     try:
         json.loads(text)
@@ -302,8 +299,8 @@ def dataset_entries(bench: dict) -> dict[str, dict]:
 def supervision_flags(value: str, where: str) -> dict:
     """Supervision axis value -> {"supervision", "regularizer"}: 'scribble+densecrf' -> scribble, densecrf."""
     labels, _, regularizer = value.partition("+")
-    if labels not in SUPERVISION_LABELS or (regularizer and regularizer not in REGULARIZERS):
-        raise BenchmarkError(f"{where}: unknown supervision {value!r}; use one of {', '.join(SUPERVISION_LABELS)}, "
+    if labels not in SUPERVISIONS or (regularizer and regularizer not in REGULARIZERS):
+        raise BenchmarkError(f"{where}: unknown supervision {value!r}; use one of {', '.join(SUPERVISIONS)}, "
                              f"optionally with +{' or +'.join(REGULARIZERS)}")
     return {"supervision": labels, "regularizer": regularizer or None}
 

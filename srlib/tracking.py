@@ -36,7 +36,7 @@ from mlflow.exceptions import MlflowException
 
 from srlib.config import flatten
 from srlib.results import CONFIG_HASH, DATA_FINGERPRINT, MEMORY_KINDS, STATUSES
-from srlib.rundir import kill_point
+from srlib.files import kill_point
 from srlib.sweep import config_axes, run_label
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ import yaml
 from torch.utils.data import DataLoader, Subset
 
 from srlib import __version__
-from srlib.config import ConfigError, config_hash, identity_changes, tracking_uri
+from srlib.config import ConfigError, tracking_uri
+from srlib.identity import config_hash, identity_changes
 from srlib.cost import count_flops, count_parameters, peak_memory_so_far, step_tensor_memory
 from srlib.data import build_dataset, dataset_info
 from srlib.data.stream import TrainStream
@@ -37,7 +38,7 @@ from srlib import rundir
 from srlib.data.check import check_items, fingerprint
 from srlib.results import (CONFIG_HASH, DATA_FINGERPRINT, METRICS_FILE, RUN_ARTIFACTS, append_history, read_history,
                            read_json, run_record, same_run, truncate_history, write_json_atomic, write_outcome)
-from srlib.rundir import kill_point, replace_durably
+from srlib.files import kill_point, replace_durably
 from srlib.stats import ratio_spread
 from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
 
@@ -178,7 +179,7 @@ class Run:
 
     def _difference(self, saved: dict) -> str:
         """What differs between a saved record or checkpoint and this run, as a diff does ('saved -> this run'):
-        the keys of the run identity (``srlib.config.identity_changes``; the config hashes where the saved run
+        the keys of the run identity (``srlib.identity.identity_changes``; the config hashes where the saved run
         has no config or no key differs), then the data fingerprint and data.root."""
         old = saved.get("config") if isinstance(saved.get("config"), dict) else None
         changes = identity_changes(old, self.cfg) if old is not None else []

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from srlib.config import DEFAULTS
 from srlib.losses import PIXEL_LOSSES, build_pixel_loss
-from srlib.losses.center import DEFAULT_LAMBDA, CenterLoss
+from srlib.losses.center import CenterLoss
 from srlib.losses.locally_adaptive import (
     _gathered_window_matches,
     _SameLabelPooling,
@@ -195,7 +196,7 @@ def test_center_loss_centres_move_toward_class_means_in_training_only():
     before = center.centers.clone()
     center(features, target)
     assert torch.equal(center.centers, before)
-    assert DEFAULT_LAMBDA == 3e-4
+    assert DEFAULTS["loss"]["w_center"] == 3e-4  # the paper's lambda
 
 
 @pytest.mark.parametrize("name", PIXEL_LOSSES)
@@ -236,7 +237,6 @@ def test_registry_names_and_errors():
 
 
 def test_run_loss_adds_the_center_loss_to_any_pixel_loss_and_keeps_its_centres():
-    from srlib.config import DEFAULTS
     from srlib.losses import RunLoss
 
     info = {"num_classes": 3, "background_index": 0}

@@ -1,4 +1,4 @@
-"""What a run reads: two configs that ``srlib.config.reading_hash`` calls the same train bitwise the same, so a
+"""What a run reads: two configs that ``srlib.identity.reading_hash`` calls the same train bitwise the same, so a
 settings sweep may train them once; and configs it tells apart do differ."""
 
 import copy
@@ -6,7 +6,8 @@ import copy
 import pytest
 import torch
 
-from srlib.config import reading_hash, resolve_config
+from srlib.identity import reading_hash
+from srlib.registries import resolve_config
 from srlib.train import Run
 
 CELLS = {

@@ -9,9 +9,11 @@ import torch
 from mlflow import MlflowClient
 
 from srlib.cli import main
-from srlib.config import ConfigError, config_hash, resolve_config
+from srlib.config import ConfigError
+from srlib.identity import config_hash
+from srlib.registries import resolve_config
 from srlib.losses import PIXEL_LOSSES
-from srlib.results import write_json_atomic
+from srlib.files import write_json_atomic
 from srlib.train import Run
 
 ITERS = 12  # the config fixture's iterations (conftest.py)

@@ -1,6 +1,6 @@
 """A run killed at any instant, run twice at once, or pointed at other data: nothing lost, nothing done twice.
 
-Kills are exact: ``SRLIB_KILL_AT=<point>`` makes ``srlib run`` SIGKILL itself there (``srlib.rundir.kill_point``).
+Kills are exact: ``SRLIB_KILL_AT=<point>`` makes ``srlib run`` SIGKILL itself there (``srlib.files.kill_point``).
 """
 
 import json
@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from srlib import rundir
+from srlib import files, rundir
 from srlib.data.synth import generate
 
 ITERS = 12  # the config fixture's iterations (conftest.py): checkpoints at 4, 8, 12; losses logged every 2
 
 
 def srlib(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, rundir.KILL_ENV: kill_at} if kill_at else None
+    env = {**os.environ, files.KILL_ENV: kill_at} if kill_at else None
     return subprocess.run([sys.executable, "-m", "srlib", *args], capture_output=True, text=True, timeout=300, env=env)
 
 

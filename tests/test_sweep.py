@@ -206,7 +206,8 @@ def test_settings_that_set_what_an_axis_owns_or_unknown_keys_are_refused(change,
 
 @pytest.mark.parametrize("name", ["default", "losses", "weak"])
 def test_benchmarks_without_settings_keep_the_committed_runs_paths_and_hashes(name):
-    from srlib.config import DEFAULTS, config_hash, merge, resolve_auto
+    from srlib.config import DEFAULTS, merge, resolve_auto
+    from srlib.identity import config_hash
 
     sw = expanded(yaml.safe_load((REPO / "benchmarks" / f"{name}.yaml").read_text()))
     assert "setting" not in sw["axes"] and sw["served"] == {}

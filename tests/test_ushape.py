@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from srlib.cli import main
-from srlib.config import ConfigError, resolve_config
+from srlib.config import ConfigError
+from srlib.registries import resolve_config
 from srlib.losses import RunLoss
 from srlib.losses.self_regulation import VARIANTS, self_regulation_loss
 from srlib.models import HEADS, PRESETS, build_segmentor

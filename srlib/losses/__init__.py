@@ -20,8 +20,9 @@ import inspect
 import torch
 from torch import Tensor
 
-from srlib.losses.center import CenterLoss
+from srlib.config import IGNORE_INDEX
 from srlib.data.transforms import rgb255
+from srlib.losses.center import CenterLoss
 from srlib.losses.cross_entropy import cross_entropy, make_cross_entropy
 from srlib.losses.dense_crf import densecrf_loss
 from srlib.losses.focal import make_focal_loss
@@ -29,14 +30,14 @@ from srlib.losses.locally_adaptive import make_locally_adaptive_loss
 from srlib.losses.pixel_ops import resize_bilinear
 from srlib.losses.self_regulation import model_needs, self_regulation_loss
 
-PIXEL_LOSSES = {
+PIXEL_LOSSES = {  # srlib.config.PIXEL_LOSS_NAMES, each with its factory
     "ce": make_cross_entropy,
     "focal": make_focal_loss,
     "lal": make_locally_adaptive_loss,
 }
 
 
-def build_pixel_loss(name: str, ignore_index: int = 255, **params):
+def build_pixel_loss(name: str, ignore_index: int = IGNORE_INDEX, **params):
     """The pixel loss ``name`` with ``params``; ValueError names an unknown loss or parameter
     (listing the valid ones) and bad values."""
     if name not in PIXEL_LOSSES:

@@ -38,8 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-REGULARIZERS = ("densecrf", "dfr")
-
 
 def gaussian_filter(values: Tensor, guide: Tensor, sigma_xy: float, radius: int, stride: int = 1) -> Tensor:
     """W @ values per image: values B x K x h x w, guide B x G x h x w (already divided by its sigmas, so the

@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from srlib.config import DEFAULTS, IGNORE_INDEX
+
 WINDOWS = (3, 5, 7)
-DEFAULT_WINDOW = 5
-DEFAULT_K = 3.0
+DEFAULT_WINDOW, DEFAULT_K = DEFAULTS["loss"]["lal"]["window"], DEFAULTS["loss"]["lal"]["k"]
 EPS = 1e-5
 _BUILD_ROWS = 1 << 16  # pixels per step while gathering label windows (bounds temporaries)
 # |v_c| <= 2 sqrt(C - 1) after normalisation, so exp(v) cannot overflow float32 below ~1900 classes.
@@ -285,7 +286,8 @@ class _LocallyAdaptiveLoss(torch.autograd.Function):
 
 
 def locally_adaptive_loss(
-    logits: Tensor, target: Tensor, window: int = DEFAULT_WINDOW, k: float = DEFAULT_K, ignore_index: int = 255
+    logits: Tensor, target: Tensor, window: int = DEFAULT_WINDOW, k: float = DEFAULT_K,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
     """Scalar LAL of ``logits`` (B x C x H x W) against ``target`` (B x H x W int, ``ignore_index``
     = void), in the logits' dtype (computed in float32, float64 for float64 logits); 0 when no
@@ -298,7 +300,7 @@ def locally_adaptive_loss(
     return _LocallyAdaptiveLoss.apply(logits, target, window, float(k), ignore_index)
 
 
-def make_locally_adaptive_loss(window: int = DEFAULT_WINDOW, k: float = DEFAULT_K, ignore_index: int = 255):
+def make_locally_adaptive_loss(window: int = DEFAULT_WINDOW, k: float = DEFAULT_K, ignore_index: int = IGNORE_INDEX):
     """Factory for the ``"lal"`` registry entry: validated ``(logits, target) -> scalar``."""
     check_params(window, k)
     return functools.partial(locally_adaptive_loss, window=window, k=k, ignore_index=ignore_index)

@@ -73,14 +73,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from srlib.config import DEFAULTS
+from srlib.config import DEFAULTS, FEATURE_NORMS, IGNORE_INDEX, VARIANTS
 from srlib.losses.pixel_ops import class_argmax, nll_terms, resize_bilinear
 from srlib.wiring import check_wiring, plain_wiring
 
-VARIANTS = ("official", "paper", "paper-features")
-FEATURE_NORMS = ("softmax", "power")
 FEATURE_EPS = 1e-3  # power normalisation: added to relu(f) before the power (features are O(1) after BN-ReLU)
-IGNORE_INDEX = 255
 _W = {key: DEFAULTS["loss"][key] for key in ("w_seg", "w_cls", "w_srf", "w_srl", "tau")}  # the official values
 
 PixelLoss = Callable[[Tensor, Tensor], Tensor]

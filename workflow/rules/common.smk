@@ -14,7 +14,8 @@ import yaml
 from snakemake.utils import validate
 
 from srlib import sweep
-from srlib.config import StrictValidator, check_schema, config_hash
+from srlib.config import SR_NAME, StrictValidator, check_schema
+from srlib.identity import config_hash
 from srlib.tables import TABLE_FILES
 
 # The benchmark file is checked first with messages that name the bad key (Snakemake's own message dumps
@@ -115,7 +116,7 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_.@+-]+",  # @<supervision> under axes.supervision (srlib/sweep.py)
     preset="[A-Za-z0-9_.-]+",
     pixel="[A-Za-z0-9_.+-]+",
-    sr="baseline|[a-z+]+",
+    sr=f"baseline|{SR_NAME}",
     seed="[0-9]+",
     exit="[a-z]+",
-    setting="[A-Za-z0-9_.=-]+",  # axes.settings names (srlib/sweep.py SETTING_NAME)
+    setting=sweep.SETTING_NAME.strip("^$"),  # axes.settings names
