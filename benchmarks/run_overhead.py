@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-import srlib.tracking
+import srlib.tracking.tracker
 import srlib.train
 from srlib.registries import resolve_config
 from srlib.data.synth import generate
@@ -81,8 +81,8 @@ def run_shares(cfg: dict, workdir: Path) -> dict:
         return wrapper
 
     for name in ("log_metrics", "log_artifact", "log_dict", "log_summary", "finish"):
-        setattr(srlib.tracking.Tracker, name, timed(getattr(srlib.tracking.Tracker, name)))
-    srlib.tracking.open_run = timed(srlib.tracking.open_run)
+        setattr(srlib.tracking.tracker.Tracker, name, timed(getattr(srlib.tracking.tracker.Tracker, name)))
+    srlib.tracking.tracker.open_run = timed(srlib.tracking.tracker.open_run)
     cfg = {**cfg, "tracking": {**cfg["tracking"], "enabled": True, "uri": f"sqlite:///{workdir / 'mlflow.db'}"}}
     tick = time.perf_counter()
     result = srlib.train.execute(cfg, workdir / "run")

@@ -131,7 +131,7 @@ def cmd_scribbles(args) -> int:
 
 
 def cmd_init_tracking(args) -> int:
-    from srlib.tracking import check_store, ensure_experiment, open_sweep, write_marker
+    from srlib.tracking.store import check_store, ensure_experiment, open_sweep, write_marker
 
     check_store(args.uri)
     experiment_id = ensure_experiment(args.uri, args.experiment, args.description)
@@ -144,7 +144,7 @@ def cmd_init_tracking(args) -> int:
 
 def cmd_import_runs(args) -> int:
     from srlib.files import read_yaml
-    from srlib.tracking import check_store
+    from srlib.tracking.store import check_store
     from srlib.tracking_import import import_runs
 
     bench = read_yaml(args.benchmark) if args.benchmark else {}

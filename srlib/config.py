@@ -34,6 +34,12 @@ CENTER_SUFFIX = "+center"  # a pixel axis value with the center loss added (loss
 SUPERVISIONS = ("full", "pseudo", "scribble")  # training labels (srlib.data.weak)
 REGULARIZERS = ("densecrf", "dfr")  # regularized losses on the head's output, for weak labels (srlib.losses.dense_crf)
 SCRIBBLE_DATASETS = ("voc_aug", "pascal_context")  # datasets whose ScribbleSup tags `srlib scribbles` reads
+# The run record's keys and values, shared by metrics.json, checkpoints, outcome files and MLflow tags
+CONFIG_HASH = "config_hash"  # srlib.identity.config_hash of the run's config
+DATA_FINGERPRINT = "data_fingerprint"  # srlib.data.check.fingerprint of the data it trained and evaluated on
+STATUSES = ("FINISHED", "FAILED", "KILLED")  # terminal statuses of a run (MLflow's)
+MEMORY_KINDS = {"cpu_peak_rss": "peak resident memory of the training process (CPU)",  # the cost's memory_kind
+                "cuda_max_allocated": "peak GPU memory allocated by PyTorch"}  # (srlib.cost.peak_memory_so_far)
 
 DEFAULTS = {
     "seed": 0,

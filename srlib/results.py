@@ -47,6 +47,7 @@ import json
 import os
 from pathlib import Path
 
+from srlib.config import CONFIG_HASH, DATA_FINGERPRINT, MEMORY_KINDS, STATUSES  # noqa: F401 - until the move
 from srlib.files import read_json, read_yaml, replace_durably, write_json_atomic
 from srlib.sweep import AXES, cell_key, config_axes, run_axes, sr_rank
 
@@ -55,9 +56,6 @@ HISTORY_FILE = "history.jsonl"
 # Files a finished run logs to MLflow as artifacts, when present (train.log: workflow runs only)
 RUN_ARTIFACTS = ("config.yaml", "metrics.json", "per_class_iou.csv", "pictures.png", "predictions.npz", "train.log")
 OUTCOME_FILE = "outcome.json"
-CONFIG_HASH = "config_hash"  # key in metrics.json and outcome.json; the MLflow tag of the same name
-DATA_FINGERPRINT = "data_fingerprint"  # key in metrics.json and checkpoints; the MLflow tag of the same name
-STATUSES = ("FINISHED", "FAILED", "KILLED")  # terminal statuses of a run (MLflow's)
 RUN_STATUSES = ("FINISHED", "FAILED", "MISSING")  # a run directory's status in tables
 FAILURE_METRICS = {
     "thin_part_iou": "thin-part IoU",
@@ -66,9 +64,6 @@ FAILURE_METRICS = {
     "hallucination_rate": "hallucinated-class rate",
 }
 METRIC_NAMES = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy", **FAILURE_METRICS}  # display names of record metrics
-# The record's cost "memory_kind" in words (``srlib.cost.peak_memory_so_far``)
-MEMORY_KINDS = {"cpu_peak_rss": "peak resident memory of the training process (CPU)",
-                "cuda_max_allocated": "peak GPU memory allocated by PyTorch"}
 
 
 def append_history(run_dir: str | Path, points: list[dict]) -> None:

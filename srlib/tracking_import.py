@@ -14,9 +14,9 @@ from mlflow.entities import Param, RunTag
 
 from srlib.results import CONFIG_HASH, DATA_FINGERPRINT, RUN_ARTIFACTS, read_history, read_record
 from srlib.sweep import AXES, config_axes, run_axes, run_label
-from srlib.tracking import (
-    PARENT_TAG, _metric_batch, _store_lock, _summary, ensure_experiment, flatten_params, history_metrics,
-    metric_batches, open_sweep, sweep_run,
+from srlib.tracking.store import ensure_experiment, open_sweep, store_lock, sweep_run
+from srlib.tracking.tracker import (
+    PARENT_TAG, flatten_params, history_metrics, metric_batch, metric_batches, record_summary,
 )
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,10 @@ def _import_run(client: MlflowClient, experiment_id: str, run_dir: Path, record:
     if parent:
         tags[PARENT_TAG] = parent
     run_id = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name).info.run_id
-    client.log_batch(run_id, params=[Param(key, value) for key, value in flatten_params(record.get("config") or {}).items()])
-    scalars, facts, artifacts = _summary(record)
-    for batch in metric_batches(history_metrics(history, started) + _metric_batch(scalars, 0, ended)):
+    params = flatten_params(record.get("config") or {})
+    client.log_batch(run_id, params=[Param(key, value) for key, value in params.items()])
+    scalars, facts, artifacts = record_summary(record)
+    for batch in metric_batches(history_metrics(history, started) + metric_batch(scalars, 0, ended)):
         client.log_batch(run_id, metrics=batch)
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in facts.items()])
     for artifact_file, value in artifacts.items():
@@ -131,7 +132,7 @@ def import_runs(run_dirs, uri: str, experiment: str, *, benchmark: str | None = 
             continue
         name, tags = _display(run_dir, record, varying, benchmark)
         if "benchmark" in tags and tags["benchmark"] not in parents:
-            with _store_lock(uri):
+            with store_lock(uri):
                 parents[tags["benchmark"]] = sweep_run(client, experiment_id, tags["benchmark"])
         _import_run(client, experiment_id, run_dir, record, name, tags, parents.get(tags.get("benchmark")))
         logged.add(key)

@@ -40,6 +40,7 @@ from srlib.results import (CONFIG_HASH, DATA_FINGERPRINT, METRICS_FILE, RUN_ARTI
                            read_json, run_record, same_run, truncate_history, write_json_atomic, write_outcome)
 from srlib.files import kill_point, replace_durably
 from srlib.stats import ratio_spread
+from srlib.tracking.provenance import run_tags
 from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
 
 log = logging.getLogger("srlib.train")
@@ -426,9 +427,8 @@ def _run_to_record(run: Run, cfg: dict, out_dir: Path) -> dict:
     else:  # points a process killed before its first checkpoint wrote are not covered by any
         truncate_history(out_dir, 0)
     replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
-    from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
-
-    tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), DATA_FINGERPRINT: run.data_fingerprint}
+    tags = {**run_tags(run.hash, str(run.device), cfg["threads"], torch.backends.cpu.get_cpu_capability()),
+            DATA_FINGERPRINT: run.data_fingerprint}
     tracker = open_tracker(cfg, out_dir, tags)
     if resumed:  # points sent before the kill are sent again with their own timestamps: MLflow keeps one
         tracker.log_history(read_history(out_dir))
@@ -528,11 +528,11 @@ def _peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:
 
 
 def open_tracker(cfg: dict, out_dir: Path, tags: dict):
-    """The run's MLflow run (``srlib.tracking.Tracker``), tagged with the run directory and its identity
-    (``srlib.tracking.run_identity``). A resumed run continues the MLflow run it started (id kept beside the
+    """The run's MLflow run (``srlib.tracking.tracker.Tracker``), tagged with the run directory and its identity
+    (``srlib.tracking.tracker.run_identity``). A resumed run continues the MLflow run it started (id kept beside the
     checkpoint as soon as the run exists); where an earlier process began opening one and left no id, the
     RUNNING run of this identity it created is continued instead of a second one."""
-    from srlib.tracking import IDENTITY_TAG, RUN_DIR_TAG, Tracker, open_run, run_display, run_identity
+    from srlib.tracking.tracker import IDENTITY_TAG, RUN_DIR_TAG, Tracker, open_run, run_display, run_identity
 
     tracking = cfg["tracking"]
     uri = tracking_uri(tracking["uri"])
