@@ -163,7 +163,7 @@ for path in runs:
     assert (cfg["device"], cfg["optim"]["amp"], cfg["optim"]["channels_last"]) == ("cuda", True, True), path
     log = (path.parent / "train.log").read_text()
     assert f"gpu_slot: CUDA_VISIBLE_DEVICES={gpu}" in log, path.parent / "train.log"
-from srlib.results import MEMORY_KINDS
+from srlib.config import MEMORY_KINDS
 costs = [json.loads(p.read_text()) for p in sorted((bench / "cost").rglob("*.json"))]
 assert costs and all((c["memory_kind"], c["step_tensor_memory_kind"]) == ("cuda_max_allocated", "cuda_step_allocated")
                      for c in costs), [(c["memory_kind"], c["step_tensor_memory_kind"]) for c in costs]

@@ -20,7 +20,7 @@ import functools
 import math
 import statistics
 
-from srlib.results import group_title, groups, score
+from srlib.report.frames import group_title, groups, score
 from srlib.stats import LEVEL, paired_difference
 from srlib.sweep import FULL_SR, sr_label
 

@@ -5,9 +5,8 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
-from srlib.config import DEFAULTS, SCRIBBLE_DATASETS, SUPERVISIONS, ConfigError, load_config, resolve_auto
+from srlib.config import DEFAULTS, SCRIBBLE_DATASETS, SUPERVISIONS, ConfigError
 from srlib.data.generated import GENERATE_DEFAULTS
 
 EXIT_FAILED = 1  # the run could not be done (its directory is busy or unwritable; without --outcome, a diverged loss)
@@ -33,38 +32,17 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from srlib.rundir import RunDirBusy, RunDirError
+    """Answer a finished run of this config and data in ``--out`` (``srlib.rundir.record.finished_run``: no torch,
+    no MLflow), else train, resume or complete it."""
+    from srlib.rundir.lock import RunDirBusy, RunDirError
+    from srlib.rundir.record import finished_run
 
     try:
-        done = _finished_run(args)
+        done = finished_run(args.config, args.overrides, args.out, args.outcome)
         return _print_scores(args, done) if done is not None else _train(args)
     except (RunDirBusy, RunDirError) as error:
         print(f"srlib run: error: {error}", file=sys.stderr)
         return EXIT_FAILED
-
-
-def _finished_run(args) -> dict | None:
-    """The record of a finished run of this config and data in ``--out`` (its ``--outcome`` written), else None.
-
-    Answered without importing torch (for a config naming its device) or MLflow. Only then is the data
-    fingerprinted ahead of the full config check, so a new run's misspelt preset or dataset is reported as such,
-    not as a missing dataset root. The outcome is written under the run directory's lock, as every write there,
-    which also removes the temporary files a process killed mid-write left (``srlib.rundir.lock``); with nothing
-    to write or remove, a read-only run directory is answered too."""
-    from srlib import rundir
-    from srlib.data.check import data_fingerprint
-    from srlib.identity import config_hash
-    from srlib.results import METRICS_FILE, finished_record, write_outcome
-
-    if not os.path.isfile(os.path.join(args.out, METRICS_FILE)):
-        return None
-    fast = resolve_auto(load_config(args.config, args.overrides))
-    done = finished_record(args.out, config_hash(fast), data_fingerprint(fast["data"]))
-    if done is not None and (args.outcome is not None or rundir.stale_temps(Path(args.out))):
-        with rundir.lock(args.out):
-            if args.outcome is not None:
-                write_outcome(args.outcome, done["status"], done["config_hash"])
-    return done
 
 
 def _train(args) -> int:
@@ -82,7 +60,7 @@ def _train(args) -> int:
 
 
 def _print_scores(args, result: dict) -> int:
-    """Print the scores of a run's record (``srlib.results.run_record``)."""
+    """Print the scores of a run's record (``srlib.rundir.record.run_record``)."""
     if result["status"] == "FINISHED":
         metrics = result["metrics"]
         print(f"{args.out}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}")
@@ -145,7 +123,7 @@ def cmd_init_tracking(args) -> int:
 def cmd_import_runs(args) -> int:
     from srlib.files import read_yaml
     from srlib.tracking.store import check_store
-    from srlib.tracking_import import import_runs
+    from srlib.rundir.importer import import_runs
 
     bench = read_yaml(args.benchmark) if args.benchmark else {}
     experiment = args.experiment or (bench.get("tracking") or {}).get("experiment") or bench.get("name")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from srlib.claims import ALPHA
 from srlib.palette import IGNORE_INDEX, color_table, voc_colormap
-from srlib.results import METRIC_NAMES, group_title, groups, ordered_sr, score, status_note
+from srlib.report.frames import group_title, groups, ordered_sr, score, status_note
+from srlib.tables_format import METRIC_NAMES
 from srlib.stats import LEVEL, mean_ci, paired_difference
 from srlib.sweep import FULL_SR, sr_label
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from srlib.claims import claims_sections
 from srlib.figures import plot_ablation, plot_pictures
-from srlib.results import (
-    FAILURE_METRICS, MEMORY_KINDS, METRIC_NAMES, RUN_STATUSES, collect_runs, group_title, groups, ordered_sr, read_json,
-    read_yaml, score, serve_settings, status_note,
-)
+from srlib.config import MEMORY_KINDS
+from srlib.files import read_json, read_yaml
+from srlib.report.frames import collect_runs, group_title, groups, ordered_sr, score, serve_settings, status_note
+from srlib.rundir.layout import RUN_STATUSES
+from srlib.tables_format import FAILURE_METRICS, METRIC_NAMES
 from srlib.stats import LEVEL, mean_ci, paired_difference
 from srlib.sweep import COST_AXES, FULL_SR, SR_ORDER, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
 from srlib.tables_html import write_page

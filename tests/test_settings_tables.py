@@ -76,7 +76,8 @@ def test_without_the_benchmark_each_run_shows_under_its_own_setting_only(setting
 def test_the_picture_grid_shows_the_baseline_once_and_full_sr_under_each_setting(settings_runs, tmp_path):
     import numpy as np
 
-    from srlib import figures, results
+    from srlib import figures
+    from srlib.report import frames
 
     bench, runs = settings_runs
     rng = np.random.default_rng(0)
@@ -85,7 +86,7 @@ def test_the_picture_grid_shows_the_baseline_once_and_full_sr_under_each_setting
         np.savez(run_dir / "predictions.npz", images=rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8), masks=masks,
                  preds=masks)
     served, settings = tables._served(bench)
-    frame = results.collect_runs(str(runs / "**" / "seed~*"), served, settings)
+    frame = frames.collect_runs(str(runs / "**" / "seed~*"), served, settings)
     _, seed, shown = figures._prediction_runs(frame, "mea+srf")
     assert seed == 0 and [(run["sr"], run["setting"]) for run in shown] == [
         ("baseline", "official"), ("mea+srf", "official"), ("mea+srf", "paper")]

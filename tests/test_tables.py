@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from srlib import figures, results, stats, tables
+from srlib import figures, stats, tables
+from srlib.report import frames
 from srlib.sweep import FULL_SR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,11 +135,11 @@ def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
 def test_finished_outcome_without_metrics_is_an_error_naming_the_file(bench):
     (_run_dir(bench, "baseline", 1) / "metrics.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"sr~baseline/seed~1/metrics.json"):
-        results.collect_runs(str(bench / "runs/**/seed~*"))
+        frames.collect_runs(str(bench / "runs/**/seed~*"))
 
 
 def test_picture_grid_falls_back_to_a_note_without_predictions(bench, tmp_path):
-    frame = results.collect_runs(str(bench / "runs/**/seed~*"))
+    frame = frames.collect_runs(str(bench / "runs/**/seed~*"))
     assert figures._prediction_runs(frame, FULL_SR)[1] == 0
     for path in (bench / "runs").rglob("predictions.npz"):
         path.unlink()

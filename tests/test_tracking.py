@@ -19,7 +19,7 @@ from srlib import sweep
 from srlib.tracking import provenance, store
 from srlib.tracking import tracker as run_tracker
 from srlib.config import DEFAULTS, TRACKING_DB_NAME, merge, tracking_uri
-from srlib.tracking_import import import_runs
+from srlib.rundir.importer import import_runs
 
 
 @pytest.fixture(scope="session")

@@ -133,7 +133,7 @@ class Tracker:
         self._call(f"logging metrics at step {step}", "log_batch", metrics=metric_batch(metrics, step, timestamp_ms))
 
     def log_history(self, points: list[dict]) -> None:
-        """Log metric points of a run's history ({"step", "time_ms", "metrics"}, ``srlib.results``), in
+        """Log metric points of a run's history ({"step", "time_ms", "metrics"}, ``srlib.rundir.record``), in
         batches MLflow accepts. A point logged again with its own timestamp is one point in the store
         (MLflow's SQL stores, the server's included, drop exact duplicates)."""
         for batch in metric_batches(history_metrics(points)):

@@ -1,12 +1,4 @@
-"""The run directory's housekeeping: one process at a time, the MLflow run id kept beside the checkpoint,
-files replaced atomically and durably, and named points where tests kill the process.
-
-``checkpoint/mlflow_opening`` is written before a process first creates the run's MLflow run and
-``checkpoint/mlflow_run_id`` as soon as the run exists; a rerun that finds the first without the second looks
-for the RUNNING run of its identity (``srlib.tracking.open_run``). Kill points (``SRLIB_KILL_AT``) in the order a
-run passes them: ``mlflow-run-created``, ``mlflow-run-id-kept``, ``step:<i>``, ``history-written:<i>``,
-``checkpoint:<i>``, ``metrics-written``, ``tracking-finished``, ``checkpoint-removed``; and
-``temp-written:<name>`` where ``metrics.json`` or ``outcome.json`` is written but not yet renamed into place.
+"""One process at a time in a run directory.
 
 ``lock(run_dir)`` holds an exclusive ``fcntl.flock`` on ``RUN_DIR/.lock`` (which records the holder's PID
 and host) while a process trains, finishes or completes a run there; a second process gets ``RunDirBusy``
@@ -17,17 +9,12 @@ honour it.)
 """
 
 import contextlib
+import fcntl
 import os
 import socket
 from pathlib import Path
 
-import fcntl
-
-from srlib.files import replace_durably
-
-LOCK_FILE = ".lock"
-RUN_ID_FILE = "mlflow_run_id"  # in RUN_DIR/checkpoint/: the MLflow run a resumed or finishing run continues
-OPENING_FILE = "mlflow_opening"  # in RUN_DIR/checkpoint/: a process began opening an MLflow run here
+from srlib.rundir.layout import CHECKPOINT_DIR, LOCK_FILE
 
 
 class RunDirBusy(RuntimeError):
@@ -68,7 +55,7 @@ def lock(run_dir: Path):
 def stale_temps(run_dir: Path) -> list[Path]:
     """The temporary files (``.<name>.tmp``, ``.<name>.<random>.tmp``) in the run directory and its
     ``checkpoint/``: left by a process killed while replacing a file, when nobody holds the lock."""
-    return [path for folder in (run_dir, run_dir / "checkpoint") for path in folder.glob(".*.tmp")]
+    return [path for folder in (run_dir, run_dir / CHECKPOINT_DIR) for path in folder.glob(".*.tmp")]
 
 
 def remove_stale_temps(run_dir: Path) -> None:
@@ -76,27 +63,3 @@ def remove_stale_temps(run_dir: Path) -> None:
     the lock, so no live process is writing them)."""
     for path in stale_temps(run_dir):
         path.unlink(missing_ok=True)
-
-
-def read_run_id(run_dir: Path) -> str | None:
-    """The MLflow run id saved for this run directory; None when absent, empty or not an id."""
-    path = Path(run_dir) / "checkpoint" / RUN_ID_FILE
-    try:
-        text = path.read_text().strip()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return None
-    return text if text.isalnum() else None
-
-
-def write_run_id(run_dir: Path, run_id: str) -> None:
-    replace_durably(Path(run_dir) / "checkpoint" / RUN_ID_FILE, lambda tmp: tmp.write_text(run_id))
-
-
-def note_opening(run_dir: Path) -> bool:
-    """Record, durably, that this run directory's process is about to create an MLflow run; return whether an
-    earlier process did so (it may have been killed after creating the run and before its id was saved)."""
-    path = Path(run_dir) / "checkpoint" / OPENING_FILE
-    if path.exists():
-        return True
-    replace_durably(path, lambda tmp: tmp.write_text(""))
-    return False
