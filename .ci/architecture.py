@@ -21,13 +21,13 @@ MAX_FUNCTION_LINES = 60
 MAX_LINE = 120
 # floor: (name, module prefixes); the longest prefix naming a module decides its floor
 FLOORS = (
-    ("ground", ("srlib", "srlib.names", "srlib.files", "srlib.palette", "srlib.wiring", "srlib.compat")),
-    ("config", ("srlib.config",)),
+    ("config", ("srlib", "srlib.config")),
+    ("foundations", ("srlib.files", "srlib.identity", "srlib.palette", "srlib.wiring", "srlib.compat")),
     ("domain", ("srlib.data", "srlib.models", "srlib.losses", "srlib.metrics", "srlib.inference", "srlib.cost",
                 "srlib.pictures", "srlib.sweep")),
     ("tracking", ("srlib.tracking",)),
     ("run directory", ("srlib.rundir",)),
-    ("run", ("srlib.registry", "srlib.evaluate", "srlib.train")),
+    ("run", ("srlib.registries", "srlib.evaluate", "srlib.train")),
     ("report", ("srlib.report",)),
     ("command line", ("srlib.cli", "srlib.__main__")),
 )

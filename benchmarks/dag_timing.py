@@ -30,7 +30,8 @@ import yaml
 from snakemake.utils import validate
 
 from srlib import sweep
-from srlib.stats import format_spread, ratio_spread
+from srlib.cost import ratio_spread
+from srlib.report.format import console_spread
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = ["deeplabv2_resnet101", "deeplabv3_resnet101", "deeplabv3_resnet18", "fcn_mobilenetv2_100"]
@@ -131,7 +132,7 @@ def main() -> None:
     print(f"snakemake -n median: ours {statistics.median(times['ours']):.2f} s, "
           f"bare {statistics.median(times['bare']):.2f} s")
     verdict = "meets" if spread["median"] <= TARGET else "MISSES"
-    print(f"ours / bare: {format_spread(spread, 2)}: {verdict} the {TARGET}x target")
+    print(f"ours / bare: {console_spread(spread, 2)}: {verdict} the {TARGET}x target")
 
 
 if __name__ == "__main__":

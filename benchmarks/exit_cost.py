@@ -9,7 +9,7 @@ stem is exit 1); 4 skips the stem, so the difference between the two rows is the
 
 import argparse
 
-from srlib.claims import training_counts
+from srlib.report.claims import training_counts
 from srlib.models import EXITS
 
 SETTINGS = (  # (preset, input side in px, classes, build overrides)

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from srlib.losses.locally_adaptive import locally_adaptive_loss, window_weights
-from srlib.stats import ratio_spread
+from srlib.cost import ratio_spread
 
 LAYOUTS = {"channels-first": torch.contiguous_format, "channels-last": torch.channels_last}
 

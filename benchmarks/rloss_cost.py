@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lal_cost import _ratio_text, _status_kb, sync, voc_like_masks  # noqa: E402
 
 from srlib.losses.dense_crf import densecrf_loss  # noqa: E402
-from srlib.stats import ratio_spread  # noqa: E402
+from srlib.cost import ratio_spread  # noqa: E402
 
 SETTINGS = {
     "generated": {"batch": 8, "classes": 10, "size": 128, "stride_out": 16,

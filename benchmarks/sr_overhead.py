@@ -23,10 +23,10 @@ import statistics
 
 import torch
 
-from srlib.cost import count_flops, count_parameters, interleaved_step_times
+from srlib.cost import count_flops, count_parameters, interleaved_step_times, ratio_spread
 from srlib.losses.self_regulation import self_regulation_loss
 from srlib.models import PRESETS, build_preset
-from srlib.stats import format_spread, ratio_spread
+from srlib.report.format import console_spread
 
 CONFIGS = {  # name -> (exit type, SR terms on)
     "baseline": (None, False),
@@ -110,7 +110,7 @@ def main() -> None:
                   f"{row['params_ratio']:9.3f} {row['flops_ratio']:8.3f}")
         light = result["sr-light"]["step_ratio"]
         verdict = "meets" if light["median"] <= TARGET_LIGHT else "MISSES"
-        print(f"{case}: all-SR light-exit step {format_spread(light)} of the baseline: {verdict} the "
+        print(f"{case}: all-SR light-exit step {console_spread(light)} of the baseline: {verdict} the "
               f"{TARGET_LIGHT:.2f}x target")
 
 

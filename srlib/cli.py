@@ -137,7 +137,7 @@ def cmd_import_runs(args) -> int:
 
 
 def cmd_tables(args) -> int:
-    from srlib.tables import build_tables
+    from srlib.report.tables import build_tables
 
     for path in build_tables(args.runs, args.out, args.benchmark, cost_files=args.cost):
         print(path)

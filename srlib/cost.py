@@ -1,5 +1,8 @@
 """Overhead measurements: parameters, FLOPs, step time, peak memory, tensor memory of one step.
 
+A timing ratio is the median of per-round ratios with their interquartile range (``ratio_spread``): two
+configurations timed in the same interleaved rounds see the same machine load.
+
 FLOP convention: ``torch.utils.flop_counter.FlopCounterMode`` counts FLOPs = 2 x multiply-adds of
 convolutions and matrix products (forward pass only; normalisation, activations, pooling and
 interpolation are not counted). ``count_flops`` returns both keys, "flops" and "macs" (= flops / 2),
@@ -7,6 +10,7 @@ so a table can state which one it shows.
 """
 
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -70,6 +74,17 @@ def interleaved_step_times(
             if round_ >= warmup:
                 times[name].append(elapsed)
     return times
+
+
+def ratio_spread(numerators, denominators) -> dict:
+    """Ratios of paired measurements, e.g. two configurations timed in the same interleaved round:
+    {"median", "q1", "q3", "n"} of ``numerators[i] / denominators[i]`` (quartiles by linear interpolation
+    between the ratios, the inclusive method; q1 = q3 = median for one round)."""
+    ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
+    if not ratios:
+        raise ValueError("ratio_spread needs at least one pair")
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return {"median": median, "q1": q1, "q3": q3, "n": len(ratios)}
 
 
 def peak_memory_so_far(device="cpu") -> dict[str, object]:

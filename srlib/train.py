@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from srlib import __version__
 from srlib.config import CONFIG_HASH, DATA_FINGERPRINT, ConfigError
-from srlib.cost import count_flops, count_parameters, peak_memory_so_far, step_tensor_memory
+from srlib.cost import count_flops, count_parameters, peak_memory_so_far, ratio_spread, step_tensor_memory
 from srlib.data import build_dataset, dataset_info
 from srlib.data.check import check_items, fingerprint
 from srlib.data.stream import TrainStream
@@ -38,7 +38,6 @@ from srlib.rundir.layout import CONFIG_FILE, METRICS_FILE
 from srlib.rundir.lock import lock
 from srlib.rundir.mlflow_run import open_tracker
 from srlib.rundir.record import read_history, run_record, truncate_history, write_outcome
-from srlib.stats import ratio_spread
 from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
 from srlib.tracking.provenance import run_tags
 
@@ -363,7 +362,7 @@ def measure_cost(cfg: dict) -> dict:
     A config with any SR term on is then timed again against its baseline (the same config with MEA, SR-F
     and SR-L off, so no exits): ``run.cost_steps`` interleaved rounds on the same batches, one step of each
     per round, so machine load hits both alike. ``step_time_ratio`` = {"median", "q1", "q3", "n"} of the
-    per-round ratios (``srlib.stats.ratio_spread``); absent for a baseline config."""
+    per-round ratios (``srlib.cost.ratio_spread``); absent for a baseline config."""
     run = Run(cfg, out_dir=None)
     run.model.train()
     run.iteration = cfg["optim"]["sr_warmup_iters"]  # time the steps with SR switched on

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from srlib.claims import (claims_sections, cost_rows, detectable_effect, effect_row, training_counts,
-                          ratio_row)
+from srlib.report.claims import claims_sections, cost_rows, effect_row, ratio_row, training_counts
+from srlib.report.stats import detectable_effect
 
 BASE = {0: 0.40, 1: 0.42, 2: 0.41, 3: 0.43}
 

@@ -7,7 +7,8 @@ import json
 import pytest
 from snakemake.utils import validate
 
-from srlib import sweep, tables
+from srlib import sweep
+from srlib.report import tables
 from test_sweep import READINGS, SCHEMA
 
 BENCH = {**copy.deepcopy(READINGS), "name": "settings"}
@@ -76,7 +77,7 @@ def test_without_the_benchmark_each_run_shows_under_its_own_setting_only(setting
 def test_the_picture_grid_shows_the_baseline_once_and_full_sr_under_each_setting(settings_runs, tmp_path):
     import numpy as np
 
-    from srlib import figures
+    from srlib.report import figures
     from srlib.report import frames
 
     bench, runs = settings_runs

@@ -1,4 +1,4 @@
-"""srlib.tables on synthetic run directories: statistics, FAILED / MISSING cells, cost ratios, figures."""
+"""srlib.report on synthetic run directories: statistics, FAILED / MISSING cells, cost ratios, figures."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from srlib import figures, stats, tables
+from srlib.report import costs, figures, format, stats, tables
 from srlib.report import frames
 from srlib.sweep import FULL_SR
 
@@ -154,12 +154,12 @@ def test_cost_tables_are_split_by_pixel_loss_with_their_own_baselines():
 
     records = [record("ce", "baseline", 0.1), record("ce", "mea+srf+srl", 0.2),
                record("lal", "baseline", 0.4), record("lal", "mea+srf+srl", 0.5)]
-    sections = tables.cost_sections({"costs": records, "costs_from_runs": True})
+    sections = costs.cost_sections({"costs": records, "costs_from_runs": True})
     assert [s["title"] for s in sections] == ["gen · tiny · pixel loss ce", "gen · tiny · pixel loss lal"]
     assert list(sections[0]["frame"]["step time"]) == ["0.100 s (×1.000)", "0.200 s (×2.000)"]
     assert list(sections[1]["frame"]["step time"]) == ["0.400 s (×1.000)", "0.500 s (×1.250)"]
     records[1]["step_time_ratio"] = {"median": 1.159, "q1": 1.14, "q3": 1.184, "n": 10}  # interleaved rounds win
-    [ce, _] = tables.cost_sections({"costs": records, "costs_from_runs": False})
+    [ce, _] = costs.cost_sections({"costs": records, "costs_from_runs": False})
     assert list(ce["frame"]["step time"]) == ["0.100 s (×1.000)", "0.200 s (×1.159, IQR 1.140–1.184)"]
 
 
@@ -194,10 +194,10 @@ def test_tables_html_shows_description_status_and_both_figures(bench):
 
 
 def test_score_intervals_stay_within_0_and_100_percent():
-    assert tables._pct(0.027, 0.106) == "2.7 (0.0–13.3)"
-    assert tables._pct(0.99, 0.05) == "99.0 (94.0–100.0)"
-    assert tables._pct(0.38, 0.019) == "38.0 ± 1.9"
-    assert tables._pct(-0.276, 0.086, signed=True) == "-27.6 ± 8.6"  # differences are not clipped
+    assert format.percent(0.027, 0.106) == "2.7 (0.0–13.3)"
+    assert format.percent(0.99, 0.05) == "99.0 (94.0–100.0)"
+    assert format.percent(0.38, 0.019) == "38.0 ± 1.9"
+    assert format.percent(-0.276, 0.086, signed=True) == "-27.6 ± 8.6"  # differences are not clipped
 
 
 @pytest.mark.parametrize("name", ["default", "losses", "weak"])

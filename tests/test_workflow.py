@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from srlib import tables
+from srlib.report import tables
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]

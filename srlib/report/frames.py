@@ -55,6 +55,21 @@ def score(result: dict | None, key: str):
     return None if result is None else result.get("metrics", {}).get(key)
 
 
+def seed_scores(cells, key: str) -> dict:
+    """seed -> the metric ``key`` of each run in ``cells`` (None where it has none): what paired statistics pair."""
+    return {seed: score(result, key) for seed, result in zip(cells["seed"], cells["result"])}
+
+
+def config_value(cfg: dict | None, dotted: str):
+    """A config's value at a dotted key ('model.exit'); None where the config or a section lacks it."""
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
 def groups(frame, keys: list[str]):
     """({key: value}, sub-frame) per distinct combination of ``keys``, sorted (settings in their benchmark's
     order); a frame of a settings sweep is grouped by setting first."""

@@ -16,7 +16,7 @@ from snakemake.utils import validate
 from srlib import sweep
 from srlib.config import SR_NAME, StrictValidator, check_schema
 from srlib.identity import config_hash
-from srlib.tables import TABLE_FILES
+from srlib.report.tables import TABLE_FILES
 
 # The benchmark file is checked first with messages that name the bad key (Snakemake's own message dumps
 # the whole schema); validate() then fills the schema's defaults.

@@ -4,7 +4,7 @@ them to the benchmark's parent MLflow run; a store that cannot be reached is war
 import sys
 from pathlib import Path
 
-from srlib.tables import build_tables
+from srlib.report.tables import build_tables
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
     sys.stderr = sys.stdout = log
