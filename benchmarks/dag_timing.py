@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from srlib import sweep
+from srlib.sweep import benchmark, cells
 from srlib.cost import ratio_spread
 from srlib.report.format import console_spread
 
@@ -80,9 +80,9 @@ def write_bare(directory: Path, bench: dict) -> None:
     """The bare Snakefile and its targets (the sweep's outcome and cost files) in ``directory``."""
     filled = json.loads(json.dumps(bench))
     validate(filled, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # the schema's defaults
-    expanded = sweep.expand(filled)
-    runs = f"{expanded['dir']}/runs/{sweep.run_pattern(expanded['axes'])}"
-    costs = f"{expanded['dir']}/cost/{sweep.cost_pattern(expanded['axes'])}"
+    expanded = benchmark.expand(filled)
+    runs = f"{expanded['dir']}/runs/{cells.run_pattern(expanded['axes'])}"
+    costs = f"{expanded['dir']}/cost/{cells.cost_pattern(expanded['axes'])}"
     directory.mkdir()
     (directory / "Snakefile").write_text(BARE_SNAKEFILE.format(RUN=runs, COST=costs))
     targets = [f"{d}/outcome.json" for d in expanded["run_dirs"]] + expanded["cost_files"]

@@ -29,15 +29,15 @@ def run_config(benchmark_path: str, sr: str, iters: int, seed: int) -> dict:
     """The run config the sweep gives the benchmark's first run of SR cell ``sr``, at ``iters`` and ``seed``."""
     from snakemake.utils import validate
 
-    from srlib import sweep
+    from srlib.sweep import benchmark, cells, run_configs
 
     bench = yaml.safe_load(Path(benchmark_path).read_text())
     validate(bench, str(SCHEMA), set_default=True)  # the workflow's defaults
-    expanded = sweep.expand(bench)
-    run = next((r for r in expanded["runs"] if r["sr"] == sweep.canonical_sr(sr)), None)
+    expanded = benchmark.expand(bench)
+    run = next((r for r in expanded["runs"] if r["sr"] == cells.canonical_sr(sr)), None)
     if run is None:
         raise SystemExit(f"SR cell {sr!r} is not in {benchmark_path}'s sr axis")
-    config = sweep.run_config(expanded, run)
+    config = run_configs.run_config(expanded, run)
     if not Path(config["data"]["root"]).is_dir():
         raise SystemExit(f"{config['data']['root']} does not exist: run the benchmark (or its generate_data job) first")
     return resolve_config(config, [f"optim.iters={iters}", f"seed={seed}", "tracking.enabled=false"])

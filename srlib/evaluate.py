@@ -13,7 +13,7 @@ from srlib.pictures import picture_grid
 from srlib.inference import predict_logits
 from srlib.metrics import ExitAgreement, SegmentationMetrics
 from srlib.models.segmentor import upsample
-from srlib.sweep import path_axes
+from srlib.sweep.cells import path_axes
 
 
 class StackedExits(nn.Module):

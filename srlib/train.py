@@ -38,7 +38,7 @@ from srlib.rundir.layout import CONFIG_FILE, METRICS_FILE
 from srlib.rundir.lock import lock
 from srlib.rundir.mlflow_run import open_tracker
 from srlib.rundir.record import read_history, run_record, truncate_history, write_outcome
-from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
+from srlib.sweep.cells import config_axes, run_axes, sr_flags, sr_from_flags
 from srlib.tracking.provenance import run_tags
 
 log = logging.getLogger("srlib.train")

@@ -15,7 +15,7 @@ from srlib.losses import PIXEL_LOSSES
 from srlib.losses.locally_adaptive import WINDOWS
 from srlib.models import EXITS, HEADS, PRESETS
 from srlib.registries import resolve_config
-from srlib.sweep import SETTING_NAME
+from srlib.sweep.benchmark import SETTING_NAME
 
 BENCHMARK_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 

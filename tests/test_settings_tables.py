@@ -7,7 +7,7 @@ import json
 import pytest
 from snakemake.utils import validate
 
-from srlib import sweep
+from srlib.sweep import benchmark, cells
 from srlib.report import tables
 from test_sweep import READINGS, SCHEMA
 
@@ -28,7 +28,7 @@ def _record(run: dict) -> dict:
         metrics.update({"exit1_miou": 0.09, "exit2_miou": metrics["miou"], "teacher_agreement": 0.96,
                         "head_accuracy_teacher_wrong": 0.03})
     config = {"seed": seed, "data": {"name": "generated"}, "model": {"preset": run["preset"], "exit": "light"},
-              "loss": {"variant": run["setting"], "tau": 1.0, "pixel": "ce", **sweep.sr_flags(sr)}}
+              "loss": {"variant": run["setting"], "tau": 1.0, "pixel": "ce", **cells.sr_flags(sr)}}
     return {"status": "FINISHED", "config": config, "metrics": metrics, "classes": ["bg", "a", "b"],
             "train": {"final_terms": {"srf_gap": 0.25} if "srf" in sr else {}}, "cost": {}}
 
@@ -37,7 +37,7 @@ def _record(run: dict) -> dict:
 def settings_runs(tmp_path):
     bench = copy.deepcopy(BENCH)
     validate(bench, SCHEMA)
-    sw = sweep.expand(bench)
+    sw = benchmark.expand(bench)
     for run, run_dir in zip(sw["runs"], sw["run_dirs"]):
         path = tmp_path / run_dir
         path.mkdir(parents=True)

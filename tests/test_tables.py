@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 
 from srlib.report import costs, figures, format, stats, tables
 from srlib.report import frames
-from srlib.sweep import FULL_SR
+from srlib.sweep.cells import FULL_SR
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from srlib import sweep
+from srlib.sweep import run_configs
 from srlib.tracking import provenance, store
 from srlib.tracking import tracker as run_tracker
 from srlib.config import DEFAULTS, TRACKING_DB_NAME, merge, tracking_uri
@@ -291,8 +291,8 @@ SWEEP = {"name": "bench", "base": {}, "datasets": {"generated": {"name": "genera
 
 
 def sweep_config(**run) -> dict:
-    """A sweep run's resolved config (``srlib.sweep.run_config`` over the defaults)."""
-    return merge(DEFAULTS, sweep.run_config(SWEEP, {"dataset": "generated", "preset": "tiny", **run}))
+    """A sweep run's resolved config (``srlib.sweep.run_configs.run_config`` over the defaults)."""
+    return merge(DEFAULTS, run_configs.run_config(SWEEP, {"dataset": "generated", "preset": "tiny", **run}))
 
 
 def record_of(cfg: dict, config_hash: str) -> dict:

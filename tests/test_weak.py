@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from srlib import sweep
+from srlib.sweep import benchmark, cells, run_configs
 from srlib.cli import main
 from srlib.config import DEFAULTS, merge
 from srlib.identity import config_hash
@@ -231,12 +231,12 @@ def test_supervision_axis_crosses_the_dataset_axis_in_paths_and_configs():
     assert len(swept["runs"]) == 2 * len(expanded(BENCH)["runs"])
     run_dir = next(d for d in swept["run_dirs"] if "scribble" in d)
     assert run_dir.startswith("results/unit/runs/dataset~generated@scribble+densecrf/preset~")
-    assert sweep.path_axes(run_dir)["dataset"] == "generated@scribble+densecrf"
-    configs = {run["dataset"]: sweep.run_config(swept, run) for run in swept["runs"]}
+    assert cells.path_axes(run_dir)["dataset"] == "generated@scribble+densecrf"
+    configs = {run["dataset"]: run_configs.run_config(swept, run) for run in swept["runs"]}
     assert configs["generated@scribble+densecrf"]["data"]["supervision"] == "scribble"
     assert configs["generated@scribble+densecrf"]["loss"]["regularizer"] == "densecrf"
     assert configs["generated@full"]["data"]["supervision"] == "full"
-    plain = sweep.run_config(expanded(BENCH), expanded(BENCH)["runs"][0])
+    plain = run_configs.run_config(expanded(BENCH), expanded(BENCH)["runs"][0])
     assert "supervision" not in plain["data"] and "regularizer" not in plain["loss"]
 
 
@@ -245,12 +245,12 @@ def test_weak_labels_of_a_real_dataset_need_their_folder(tmp_path):
     bench["axes"]["dataset"] = [{"name": "voc_aug", "root": str(tmp_path), "scribble_dir": str(tmp_path / "s")}]
     bench["axes"]["supervision"] = ["scribble"]
     swept = expanded(bench)
-    assert sweep.run_config(swept, swept["runs"][0])["data"]["label_dir"] == str(tmp_path / "s")
+    assert run_configs.run_config(swept, swept["runs"][0])["data"]["label_dir"] == str(tmp_path / "s")
     bench["axes"]["supervision"] = ["pseudo"]
-    with pytest.raises(sweep.BenchmarkError, match="needs `pseudo_dir`"):
+    with pytest.raises(benchmark.BenchmarkError, match="needs `pseudo_dir`"):
         expanded(bench)
     bench["base"] = {"data": {"supervision": "pseudo"}}
-    with pytest.raises(sweep.BenchmarkError, match="base.data.supervision: set by the benchmark's axes.supervision"):
+    with pytest.raises(benchmark.BenchmarkError, match="base.data.supervision: set by the benchmark's axes.supervision"):
         expanded(bench)
 
 

@@ -23,7 +23,7 @@ import statistics
 from srlib.report.format import BOUNDED, interval, iqr, p_value, times
 from srlib.report.frames import group_title, groups, score, seed_scores
 from srlib.report.stats import ALPHA, LEVEL, POWER, detectable_effect, paired_difference, significant
-from srlib.sweep import FULL_SR, sr_label
+from srlib.sweep.cells import FULL_SR, sr_label
 
 BORDERLINE = (0.01, 0.10)  # p in [low, high): a verdict another machine may flip
 TRAIN_OVERHEAD_LIMIT = 1.10  # our reading of "little computational overhead during training"

@@ -11,7 +11,7 @@ from srlib.config import MEMORY_KINDS
 from srlib.files import read_json
 from srlib.report.format import iqr, si, times
 from srlib.report.frames import config_value, group_title, groups, serve_settings
-from srlib.sweep import COST_AXES, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
+from srlib.sweep.cells import COST_AXES, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
 
 
 COST_KEYS = ("params_test", "params_train", "step_time_s")  # what every srlib cost file holds

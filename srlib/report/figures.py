@@ -12,7 +12,7 @@ from srlib.pictures import picture_grid, pyplot
 from srlib.report.format import METRIC_NAMES, interval
 from srlib.report.frames import group_title, groups, ordered_sr, score, seed_scores, status_note
 from srlib.report.stats import ALPHA, LEVEL, mean_ci, paired_difference, significant
-from srlib.sweep import FULL_SR, sr_label
+from srlib.sweep.cells import FULL_SR, sr_label
 
 
 def _significance(group, names: list[str], metric: str, level: float) -> dict[str, float]:

@@ -8,7 +8,7 @@ import glob
 from pathlib import Path
 
 from srlib.rundir.record import load_run
-from srlib.sweep import AXES, cell_key, sr_rank
+from srlib.sweep.cells import AXES, cell_key, sr_rank
 
 
 def expand_runs(runs) -> list[Path]:
@@ -25,7 +25,7 @@ def expand_runs(runs) -> list[Path]:
 
 def collect_runs(runs, served: dict | None = None, settings=()):
     """pandas DataFrame, one row per run (columns: run_dir, AXES, status, error, config, result); with
-    ``served`` (``srlib.sweep.expand``'s), one row per setting a run serves (``serve_settings``)."""
+    ``served`` (``srlib.sweep.benchmark.expand``'s), one row per setting a run serves (``serve_settings``)."""
     import pandas as pd
 
     records = [load_run(d) for d in expand_runs(runs)]

@@ -13,7 +13,7 @@ from srlib.report.format import CLIPPED, EXACT, FAILURE_METRICS, METRIC_NAMES, i
 from srlib.report.frames import config_value, group_title, groups, ordered_sr, score, seed_scores, status_note
 from srlib.report.stats import mean_ci, paired_difference
 from srlib.rundir.layout import RUN_STATUSES
-from srlib.sweep import FULL_SR, SR_ORDER, sr_label
+from srlib.sweep.cells import FULL_SR, SR_ORDER, sr_label
 
 
 def _cell(group, key: str, level: float) -> str:

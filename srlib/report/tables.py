@@ -22,7 +22,7 @@ from srlib.report.html import write_page
 from srlib.report.scores import ablation_sections, exits_sections, failure_sections, per_class_sections, status_sections
 from srlib.report.stats import LEVEL
 from srlib.rundir.layout import RUN_STATUSES
-from srlib.sweep import expand
+from srlib.sweep.benchmark import expand
 
 
 # The markdown tables: file -> (title, sections(data)). A new table is one function and one entry here.
@@ -78,7 +78,7 @@ def _settings_text(bench: dict) -> str:
 
 
 def _served(bench: dict) -> tuple[dict, list[str]]:
-    """(served, settings) of a settings sweep (``srlib.sweep.expand``): which runs and cost files show under which
+    """(served, settings) of a settings sweep (``srlib.sweep.benchmark.expand``): which runs and cost files show under which
     settings, and the settings in the benchmark's order; ({}, []) for any other benchmark."""
     if not (bench.get("axes") or {}).get("settings"):
         return {}, []

@@ -15,7 +15,7 @@ from mlflow.entities import Param, RunTag
 from srlib.config import CONFIG_HASH, DATA_FINGERPRINT
 from srlib.rundir.layout import METRICS_FILE, RUN_ARTIFACTS
 from srlib.rundir.record import read_history, read_record
-from srlib.sweep import AXES, config_axes, run_axes, run_label
+from srlib.sweep.cells import AXES, config_axes, run_axes, run_label
 from srlib.tracking.store import ensure_experiment, open_sweep, store_lock, sweep_run
 from srlib.tracking.tracker import (
     PARENT_TAG, flatten_params, history_metrics, metric_batch, metric_batches, record_summary,
@@ -39,7 +39,7 @@ def _logged_runs(client: MlflowClient, experiment_id: str) -> set[tuple[str, str
 
 
 def _cell(run_dir: Path, record: dict) -> dict | None:
-    """The run's axis values (``srlib.sweep.run_axes``), None when neither its path, record nor config tells."""
+    """The run's axis values (``srlib.sweep.cells.run_axes``), None when neither its path, record nor config tells."""
     try:
         return run_axes(run_dir, record.get("axes") or config_axes(record.get("config") or {}))
     except (KeyError, TypeError, ValueError):

@@ -13,7 +13,7 @@ from srlib.files import read_json, read_yaml, replace_durably, write_json_atomic
 from srlib.identity import config_hash, identity_changes
 from srlib.rundir import lock
 from srlib.rundir.layout import CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE, METRICS_FILE, OUTCOME_FILE, RUN_STATUSES
-from srlib.sweep import config_axes, run_axes
+from srlib.sweep.cells import config_axes, run_axes
 
 
 # -- writing ------------------------------------------------------------------------------------------

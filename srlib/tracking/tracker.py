@@ -5,7 +5,7 @@ Tracking never stops training. If the store cannot be reached when a run opens, 
 once (logging and stderr, naming the URI and the error) and turns into a no-op; the run still writes its
 ``metrics.json``, which ``srlib.rundir.importer`` loads into MLflow afterwards.
 
-A sweep's runs are named by their cell (``srlib.sweep.run_label``), tagged ``benchmark`` and one tag per axis, and
+A sweep's runs are named by their cell (``srlib.sweep.cells.run_label``), tagged ``benchmark`` and one tag per axis, and
 are children of the benchmark's parent run (``srlib.tracking.store.sweep_run``), which holds the tables and
 figures. End-of-run scores are logged at step 0 in percent (``val/miou_pct``), cost numbers as ``cost/<key>``,
 constant facts (memory kind, FLOP input shape, batch) as tags ``cost.<key>``.
@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 
 from srlib.config import CONFIG_HASH, DATA_FINGERPRINT, MEMORY_KINDS, STATUSES, flatten
 from srlib.files import kill_point
-from srlib.sweep import config_axes, run_label
+from srlib.sweep.cells import config_axes, run_label
 from srlib.tracking.store import (
     PROBE_HTTP_ENV, RUN_HTTP_ENV_DEFAULTS, ensure_experiment, http_env, read_marker, sweep_run,
 )
