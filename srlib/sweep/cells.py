@@ -55,20 +55,6 @@ def sr_rank(name: str) -> tuple:
     return (SR_ORDER.index(name) if name in SR_ORDER else len(SR_ORDER), name)
 
 
-def expand_sr(items: list[str], where: str) -> list[str]:
-    """['all'] -> the 2^3 grid; names made canonical (srl+mea -> mea+srl); table order."""
-    names = set()
-    for item in items:
-        if item == "all":
-            names.update(SR_ORDER)
-            continue
-        try:
-            names.add(canonical_sr(item))
-        except ValueError as error:
-            raise BenchmarkError(f"{where}: {error}") from None
-    return [name for name in SR_ORDER if name in names]
-
-
 # -- pixel-loss axis values ---------------------------------------------------------------------------
 def pixel_label(loss: dict) -> str:
     """A run config's loss section -> its pixel axis value: 'focal', or 'ce+center' with the center loss."""
