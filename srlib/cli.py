@@ -145,6 +145,7 @@ def cmd_tables(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``srlib`` parser: one subcommand per ``cmd_*`` function, each calling it with the parsed arguments."""
     parser = argparse.ArgumentParser(prog="srlib", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,13 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate-data", help="write the embedded failure-mode dataset")
     gen.add_argument("--root", required=True)
-    helps = {"thin_part_prob": "chance each thin part is drawn", "small_object_prob": "chance an image gets small objects"}
+    helps = {"thin_part_prob": "chance each thin part is drawn",
+             "small_object_prob": "chance an image gets small objects"}
     for key, default in GENERATE_DEFAULTS.items():
         gen.add_argument(f"--{key.replace('_', '-')}", type=type(default), default=default, help=helps.get(key))
     gen.add_argument("--workers", type=int, default=1)
     gen.add_argument("--grid", help="also write a PNG grid of samples with masks and parts overlaid")
     gen.set_defaults(func=cmd_generate_data)
+    _add_tracking_and_tables_commands(sub)
+    _add_weak_label_commands(sub)
+    return parser
 
+
+def _add_tracking_and_tables_commands(sub) -> None:
+    """``init-tracking``, ``import-runs`` and ``tables`` (after ``generate-data``, in ``srlib --help``'s order)."""
     init = sub.add_parser("init-tracking", help="create the MLflow store and experiment once")
     init.add_argument("--uri", required=True)
     init.add_argument("--experiment", required=True)
@@ -192,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--cost", nargs="+", help="cost JSON files from `srlib cost` (default: each run's own)")
     tables.set_defaults(func=cmd_tables)
 
+
+def _add_weak_label_commands(sub) -> None:
+    """``weak-labels`` and ``scribbles``."""
     weak = sub.add_parser("weak-labels", help="score the generated dataset's pseudo masks or scribbles against its "
                           "ground truth (training split)")
     weak.add_argument("root", help="generated dataset root")
@@ -205,7 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     scribbles.add_argument("--dataset", required=True, choices=SCRIBBLE_DATASETS)
     scribbles.add_argument("--out", required=True, help="output folder (created)")
     scribbles.set_defaults(func=cmd_scribbles)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,6 +101,13 @@ def peak_memory_so_far(device="cpu") -> dict[str, object]:
     return {"peak_bytes": int(rss if sys.platform == "darwin" else rss * 1024), "kind": "cpu_peak_rss"}
 
 
+def peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:
+    """Peak memory of the training so far in MiB (CUDA peak allocated, or the process's peak RSS on CPU),
+    at least ``earlier_bytes`` (the peak of the processes a resumed run ran in before)."""
+    peak = peak_memory_so_far(device)
+    return {"peak_memory_mib": max(peak["peak_bytes"], earlier_bytes) / 2**20, "memory_kind": peak["kind"]}
+
+
 def step_tensor_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:
     """Run ``step`` once; the peak bytes of the tensors it allocates and holds at once.
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from srlib import __version__
 from srlib.config import CONFIG_HASH, DATA_FINGERPRINT, ConfigError
-from srlib.cost import count_flops, count_parameters, peak_memory_so_far, ratio_spread, step_tensor_memory
+from srlib.cost import count_flops, count_parameters, peak_memory_mib, ratio_spread, step_tensor_memory
 from srlib.data import build_dataset, dataset_info
 from srlib.data.check import check_items, fingerprint
 from srlib.data.stream import TrainStream
@@ -117,7 +117,7 @@ class Run:
         self.hash = config_hash(cfg)
         torch.set_num_threads(cfg["threads"])
         self.device = select_device(cfg)
-        self.resume_state = None  # the checkpoint's content, read by rundir.completion.saved_record under the lock
+        self.resume_state = None  # the checkpoint's content (srlib.rundir.completion.saved_record)
         data = cfg["data"]
         self.info = dataset_info(data["name"])
         self.num_classes = self.info["num_classes"]
@@ -260,7 +260,7 @@ class Run:
             "flop_input_shape": list(shape),
             "step_time_s": statistics.median(times) if times else None,
             "step_time_batch": self.cfg["data"]["batch_size"],
-            **_peak_memory_mib(self.device, self.earlier_peak_bytes),
+            **peak_memory_mib(self.device, self.earlier_peak_bytes),
         }
 
 
@@ -293,12 +293,13 @@ class _progress:
 
 def execute(cfg: dict, out_dir: str | Path, outcome: str | Path | None = None) -> dict:
     """Train (or resume), evaluate and write ``metrics.json``; return its content. With ``outcome``, write that
-    outcome file too (``srlib.rundir.record.write_outcome``): FINISHED, or FAILED on a non-finite loss (still raised).
+    outcome file too (``srlib.rundir.record.write_outcome``): FINISHED, or FAILED on a non-finite loss (still
+    raised).
 
     Holds the run directory's lock throughout (``srlib.rundir.lock``), the outcome's write included. Once
     ``metrics.json`` is written the rest (MLflow summary, artifacts and status, checkpoint removal) is
-    ``srlib.rundir.completion.complete``, which a rerun of a finished run repeats safely: a run killed at any instant is finished by its
-    rerun, never retrained or logged twice.
+    ``srlib.rundir.completion.complete``, which a rerun of a finished run repeats safely: a run killed at any
+    instant is finished by its rerun, never retrained or logged twice.
     """
     out_dir = Path(out_dir)
     run = Run(cfg, out_dir)  # validates config and data before the run directory is touched
@@ -392,10 +393,3 @@ def _interleaved_ratio(run: "Run", batches: list[dict]) -> dict:
         run.timed_step(batch)
     timed = slice(TIMING_WARMUP_STEPS if len(batches) > TIMING_WARMUP_STEPS else 0, None)  # a short run: all
     return ratio_spread([t for _, t in run.step_times[timed]], [t for _, t in base.step_times[timed]])
-
-
-def _peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:
-    """Peak memory of the training so far in MiB (CUDA peak allocated, or the process's peak RSS on CPU),
-    at least ``earlier_bytes`` (the peak of the processes a resumed run ran in before)."""
-    peak = peak_memory_so_far(device)
-    return {"peak_memory_mib": max(peak["peak_bytes"], earlier_bytes) / 2**20, "memory_kind": peak["kind"]}
