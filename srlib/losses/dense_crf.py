@@ -29,7 +29,7 @@ hand-built C++ permutohedral-lattice extension):
   the largest temporary is K x (2 radius + 1) times the grid, not times the whole window.
 
 Applied to all pixels of the (downsampled) image, labelled or not; ignore pixels matter only to the partial
-cross-entropy. ``benchmarks/rloss_cost.py`` measures time and memory against cross-entropy.
+cross-entropy. ``benchmarks/perf/rloss_cost.py`` measures time and memory against cross-entropy.
 """
 
 import math

@@ -28,7 +28,7 @@ symmetric, so the backward pass applies the same A to the gradient, and a custom
 function keeps two map-sized tensors (the normalised map and exp of the pooled logits, which the
 backward then overwrites) and allocates one more in the backward, which becomes the gradient.
 The convolution runs channels-last, so channels-first logits pay one transposing pass each way. Time grows with the share of boundary pixels;
-``benchmarks/lal_cost.py`` measures time and peak memory against cross-entropy.
+``benchmarks/perf/lal_cost.py`` measures time and peak memory against cross-entropy.
 """
 
 import functools

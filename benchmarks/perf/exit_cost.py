@@ -4,7 +4,7 @@ Counts on the meta device (no weights allocated, nothing trained), for the defau
 paper's DeepLab-v2 ResNet-101 at 321 x 321. ``min_exit_stride`` 2 is the authors' placement (the stride-2
 stem is exit 1); 4 skips the stem, so the difference between the two rows is the stride-2 exit's own cost.
 
-    python benchmarks/exit_cost.py
+    python benchmarks/perf/exit_cost.py
 """
 
 import argparse

@@ -1,8 +1,8 @@
 """Cost of the Locally Adaptive Loss against plain cross-entropy, forward + backward.
 
-    python benchmarks/lal_cost.py --threads 1          # 4 x 21 x 256 x 256 logits, w = 5, k = 3
-    python benchmarks/lal_cost.py --device cuda        # also: --rounds 30, --labels voc, --clock cpu, --naive
-    python benchmarks/lal_cost.py --allocator system   # only glibc's default allocator behaviour (faster)
+    python benchmarks/perf/lal_cost.py --threads 1          # 4 x 21 x 256 x 256 logits, w = 5, k = 3
+    python benchmarks/perf/lal_cost.py --device cuda        # also: --rounds 30, --labels voc, --clock cpu, --naive
+    python benchmarks/perf/lal_cost.py --allocator system   # only glibc's default allocator behaviour (faster)
 
 Losses on the same random logits (requires_grad) and labels: ``ce`` (torch cross-entropy,
 ignore 255), ``lal`` (srlib's LAL: convolution plus a sparse correction at label boundaries) and,

@@ -5,7 +5,7 @@ pixel loss), evaluating the inference model on the first ``--val`` validation im
 iterations, and writes ``<out>.csv`` and ``<out>.png``: where the schedule plateaus and what a longer one
 would buy. Example (what ``results/default/learning_curve.*`` came from):
 
-    python benchmarks/learning_curve.py --benchmark benchmarks/default.yaml --iters 1200 --every 100 \\
+    python benchmarks/perf/learning_curve.py --benchmark benchmarks/default.yaml --iters 1200 --every 100 \\
         --sr baseline mea+srf+srl --out results/default/learning_curve
 """
 
@@ -22,7 +22,7 @@ from srlib.registries import resolve_config
 from srlib.evaluate import evaluate
 from srlib.train import Run
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def run_config(benchmark_path: str, sr: str, iters: int, seed: int) -> dict:

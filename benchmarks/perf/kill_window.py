@@ -1,6 +1,6 @@
 """Orphan MLflow runs left by ``kill -9`` while a run opens its MLflow run.
 
-    python benchmarks/kill_window.py [--trials 20] [--seed 0]
+    python benchmarks/perf/kill_window.py [--trials 20] [--seed 0]
 
 The window: from the moment MLflow has created the run (``MlflowClient.create_run`` returned) until
 ``srlib.train.open_tracker`` returns, the stretch in which the run's params are logged and its id is saved

@@ -13,9 +13,9 @@ default benchmark's model (``benchmarks/default.yaml``: MobileNetV2-1.0 FCN at o
 exits on every stage from the stride-2 stem, 128 px crops, 10 classes; ImageNet weights do not
 change the step time and are not loaded).
 
-    python benchmarks/sr_overhead.py                                  # every case, one thread
-    python benchmarks/sr_overhead.py --case default --repeats 30
-    python benchmarks/sr_overhead.py --device cuda --size 321 --batch 10 --preset deeplabv2_resnet101
+    python benchmarks/perf/sr_overhead.py                                  # every case, one thread
+    python benchmarks/perf/sr_overhead.py --case default --repeats 30
+    python benchmarks/perf/sr_overhead.py --device cuda --size 321 --batch 10 --preset deeplabv2_resnet101
 """
 
 import argparse

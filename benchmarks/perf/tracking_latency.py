@@ -1,7 +1,7 @@
 """MLflow ``open_run`` latency when N training jobs start at once: a tracking server against direct SQLite.
 
-    python benchmarks/tracking_latency.py [--runs 8 32] [--workers 4]
-    python benchmarks/tracking_latency.py --uri http://host:5000 --runs 32    # an existing server
+    python benchmarks/perf/tracking_latency.py [--runs 8 32] [--workers 4]
+    python benchmarks/perf/tracking_latency.py --uri http://host:5000 --runs 32    # an existing server
 
 For each N and each store, N processes import ``srlib.tracking.tracker`` (as a training job does), wait at a common
 barrier, then each times ``srlib.tracking.open_run`` (run creation as a child of the benchmark's parent run,
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCHMARK = "tracking_latency"  # the runs' benchmark tag: children of its parent run
 # One training job's tracking start-up; the parent releases all children at once by writing to their stdin.
 CHILD = """

@@ -9,7 +9,7 @@ Prints
 2. the time shares of evaluation and of MLflow logging in one whole run (``srlib.train.execute`` with
    a SQLite store), logging timed by wrapping the tracker's methods.
 
-    python benchmarks/run_overhead.py [--data-root DIR] [--preset fcn_mobilenetv2_100] [--iters 60]
+    python benchmarks/perf/run_overhead.py [--data-root DIR] [--preset fcn_mobilenetv2_100] [--iters 60]
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Time `snakemake -n` on a generated benchmark of 5,120 runs against a bare Snakefile with the same jobs.
 
-    python benchmarks/dag_timing.py [--seeds 8] [--rounds 5]
+    python benchmarks/perf/dag_timing.py [--seeds 8] [--rounds 5]
 
 Runs in a scratch copy of the workflow (nothing is written under results/). The benchmark is 5 dataset ids x
 4 presets x 4 pixel losses x 8 SR combinations x seeds. The bare Snakefile has the same train and cost
@@ -33,7 +33,7 @@ from srlib.sweep import benchmark, cells
 from srlib.cost import ratio_spread
 from srlib.report.format import console_spread
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PRESETS = ["deeplabv2_resnet101", "deeplabv3_resnet101", "deeplabv3_resnet18", "fcn_mobilenetv2_100"]
 TARGET = 1.5
 BARE_SNAKEFILE = '''
