@@ -36,8 +36,8 @@ def picture_grid(path: Path, images, masks, predictions: list[tuple[str, object]
     table = color_table(palette)
     count = len(images)
     rows = [("image", list(images), None), ("ground truth", [table[m.clip(0, 255)] for m in masks], None)]
-    rows += [(label, [table[p.clip(0, 255)] for p in preds], [(p != m) & (m != IGNORE_INDEX) for p, m in zip(preds, masks)])
-             for label, preds in predictions]
+    rows += [(label, [table[p.clip(0, 255)] for p in preds],
+              [(p != m) & (m != IGNORE_INDEX) for p, m in zip(preds, masks)]) for label, preds in predictions]
     width = max(1.5 * count + 1.4, 8.0)  # room for the title and the key with few images
     fig, axes = plt.subplots(len(rows), count, figsize=(width, 1.5 * len(rows) + 1.1), squeeze=False)
     for r, (label, panels, wrong) in enumerate(rows):

@@ -58,7 +58,8 @@ def test_cost_rows_compare_with_the_baseline():
     assert ratio_row("x", None, 1.1, "s")["verdict"] == "not measured"
 
 
-@pytest.mark.parametrize("q1, median, q3, verdict", [(1.02, 1.05, 1.08, "supported"), (1.12, 1.16, 1.19, "contradicted"),
+@pytest.mark.parametrize("q1, median, q3, verdict", [(1.02, 1.05, 1.08, "supported"),
+                                                     (1.12, 1.16, 1.19, "contradicted"),
                                                      (1.06, 1.09, 1.13, "inconclusive")])
 def test_step_time_is_judged_on_the_spread_of_interleaved_rounds(q1, median, q3, verdict):
     base = {"sr": "baseline", "exit": "none", "step_time_s": 1.0}

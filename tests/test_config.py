@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from srlib.config import (
-    CENTER_SUFFIX, DEFAULTS, FEATURE_NORMS, PIXEL_LOSS_NAMES, REGULARIZERS, SR_NAME, SUPERVISIONS, VARIANTS, ConfigError,
-    flatten, load_schema, merge,
+    CENTER_SUFFIX, DEFAULTS, FEATURE_NORMS, PIXEL_LOSS_NAMES, REGULARIZERS, SR_NAME, SUPERVISIONS, VARIANTS,
+    ConfigError, flatten, load_schema, merge,
 )
 from srlib.data import DATASETS
 from srlib.identity import LATER_KEYS, config_hash

@@ -62,7 +62,8 @@ def halves(batch, height, width):
 
 
 @pytest.mark.parametrize("window", [3, 5, 7])
-@pytest.mark.parametrize("shape, labels", [((2, 3, 9, 9), "blocky"), ((1, 4, 5, 4), "blocky"), ((1, 3, 12, 16), "halves")])
+@pytest.mark.parametrize("shape, labels", [((2, 3, 9, 9), "blocky"), ((1, 4, 5, 4), "blocky"),
+                                           ((1, 3, 12, 16), "halves")])
 def test_lal_matches_the_pixel_loop_in_value_and_gradient(window, shape, labels):
     torch.manual_seed(window)
     logits = (3 * torch.randn(shape, dtype=torch.float64)).requires_grad_()
@@ -87,7 +88,8 @@ def test_lal_reference_cases_cover_both_pooling_forms():
     """The loop test's labels exercise convolution-plus-correction and the sparse-only form."""
     forms = set()
     for window in (3, 5, 7):
-        for target in (blocky_labels(2, 9, 9, 3, seed=window), blocky_labels(1, 5, 4, 4, seed=window), halves(1, 12, 16)):
+        for target in (blocky_labels(2, 9, 9, 3, seed=window), blocky_labels(1, 5, 4, 4, seed=window),
+                       halves(1, 12, 16)):
             forms.add(_SameLabelPooling(target, window, IGNORE, torch.float64).sparse_only)
     assert forms == {False, True}
 

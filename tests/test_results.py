@@ -15,8 +15,9 @@ AXES = {"dataset": "gen-b", "preset": "tiny", "pixel": "focal", "sr": "mea+srf",
 
 
 def write_record(run_dir, axes=AXES):
-    record = run_record(cfg=CONFIG, config_hash="abc", data_fingerprint="0123456789abcdef", axes=axes, version="0", tags={"git_commit": "c0"},
-                                device="cpu", info=INFO, metrics={"miou": 0.5}, cost={}, train={"iters": 3})
+    record = run_record(cfg=CONFIG, config_hash="abc", data_fingerprint="0123456789abcdef", axes=axes, version="0",
+                        tags={"git_commit": "c0"}, device="cpu", info=INFO, metrics={"miou": 0.5}, cost={},
+                        train={"iters": 3})
     write_json_atomic(run_dir / METRICS_FILE, record)
     return record
 

@@ -55,7 +55,8 @@ def test_every_setting_has_its_rows_and_shares_the_runs_it_reads_alike(settings_
     for section in (official, paper):
         assert "| baseline " in section and "(n=3)" in section  # the one baseline under both
     def baseline_cells(section):
-        return [[cell.strip() for cell in line.split("|")] for line in section.splitlines() if line.startswith("| baseline")]
+        return [[cell.strip() for cell in line.split("|")] for line in section.splitlines()
+                if line.startswith("| baseline")]
 
     assert baseline_cells(official) == baseline_cells(paper)
     claims = (tmp_path / "out" / "claims.md").read_text()

@@ -89,7 +89,8 @@ def test_run_config_is_base_dataset_overrides_then_axes():
     assert (cfg["seed"], cfg["threads"], cfg["model"]["preset"]) == (1, 2, "p2")
     assert cfg["data"]["root"] == sw["datasets"]["generated"]["root"]
     assert cfg["tracking"] == {  # display-only: the run's MLflow name (axes that vary in front) and cell tags
-        "enabled": True, "uri": cfg["tracking"]["uri"], "experiment": "unit", "run_name": "p2 · focal+center · mea+srl · s1",
+        "enabled": True, "uri": cfg["tracking"]["uri"], "experiment": "unit",
+        "run_name": "p2 · focal+center · mea+srl · s1",
         "tags": {"benchmark": "unit", **run}}
     other = run_configs.run_config(sw, {**run, "preset": "p1"})
     assert "lr" not in other["optim"]  # the override matches p2 only
@@ -144,7 +145,8 @@ READINGS = {
 
 def _served(sw: dict) -> dict[str, list[str]]:
     """run dir below runs/ -> the settings it serves."""
-    return {run_dir.split("/runs/")[1]: sw["served"][cells.cell_key(run)] for run, run_dir in zip(sw["runs"], sw["run_dirs"])}
+    return {run_dir.split("/runs/")[1]: sw["served"][cells.cell_key(run)]
+            for run, run_dir in zip(sw["runs"], sw["run_dirs"])}
 
 
 def test_settings_are_an_axis_whose_cells_that_read_the_same_train_once():

@@ -121,8 +121,10 @@ def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
         path = tmp_path / "cost" / "dataset~gen" / "preset~tiny" / f"exit~{exit_type}" / f"sr~{sr}.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"params_test": 1000, "params_train": params, "macs_test": 5 * 10**8,
-                                    "macs_train": 5 * 10**8 if sr == "baseline" else 6 * 10**8, "step_time_s": 0.2 if sr == "baseline" else 0.3,
-                                    "peak_memory_mib": 100.0 if sr == "baseline" else 150.0, "memory_kind": "cpu_peak_rss",
+                                    "macs_train": 5 * 10**8 if sr == "baseline" else 6 * 10**8,
+                                    "step_time_s": 0.2 if sr == "baseline" else 0.3,
+                                    "peak_memory_mib": 100.0 if sr == "baseline" else 150.0,
+                                    "memory_kind": "cpu_peak_rss",
                                     "step_tensor_memory_mib": 40.0 if sr == "baseline" else 52.0}))
         files.append(path)
     tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", cost_files=files)
@@ -149,7 +151,8 @@ def test_picture_grid_falls_back_to_a_note_without_predictions(bench, tmp_path):
 
 def test_cost_tables_are_split_by_pixel_loss_with_their_own_baselines():
     def record(pixel, sr, step):
-        return {"dataset": "gen", "preset": "tiny", "pixel": pixel, "sr": sr, "exit": "none" if sr == "baseline" else "light",
+        return {"dataset": "gen", "preset": "tiny", "pixel": pixel, "sr": sr,
+                "exit": "none" if sr == "baseline" else "light",
                 "params_test": 1000, "params_train": 1000, "step_time_s": step}
 
     records = [record("ce", "baseline", 0.1), record("ce", "mea+srf+srl", 0.2),
@@ -200,7 +203,7 @@ def test_score_intervals_stay_within_0_and_100_percent():
     assert format.percent(-0.276, 0.086, signed=True) == "-27.6 ± 8.6"  # differences are not clipped
 
 
-@pytest.mark.parametrize("name", ["default", "losses", "weak"])
+@pytest.mark.parametrize("name", sorted(path.parent.name for path in (REPO / "results").glob("*/reference_runs")))
 def test_committed_result_tables_rebuild_byte_for_byte_from_their_records(name, tmp_path):
     # What each results/<bench>/README.md promises: srlib tables over the committed run records and cost files
     # writes the committed .md and .html tables again, byte for byte (a caption changed in code fails here

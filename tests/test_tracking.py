@@ -347,7 +347,8 @@ def test_an_imported_run_looks_like_the_live_run(uri, tmp_path):
     assert (run.data.tags["sr"], run.data.tags["benchmark"]) == ("mea+srf", "bench")
     assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     history = client.get_metric_history(run.info.run_id, "loss/total")
-    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 2.0, 1_700_000_000_000), (2, 1.5, 1_700_000_001_000)]
+    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 2.0, 1_700_000_000_000),
+                                                                  (2, 1.5, 1_700_000_001_000)]
     assert run.data.metrics["val/miou_pct"] == 40.0
     assert {"config.yaml", "train.log", "metrics.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["table.html"]

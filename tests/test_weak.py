@@ -250,7 +250,8 @@ def test_weak_labels_of_a_real_dataset_need_their_folder(tmp_path):
     with pytest.raises(benchmark.BenchmarkError, match="needs `pseudo_dir`"):
         expanded(bench)
     bench["base"] = {"data": {"supervision": "pseudo"}}
-    with pytest.raises(benchmark.BenchmarkError, match="base.data.supervision: set by the benchmark's axes.supervision"):
+    with pytest.raises(benchmark.BenchmarkError,
+                       match="base.data.supervision: set by the benchmark's axes.supervision"):
         expanded(bench)
 
 

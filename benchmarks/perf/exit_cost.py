@@ -28,7 +28,8 @@ def main() -> None:
                 counts = training_counts(preset, size, classes, exit_type, min_exit_stride=stride, **overrides)
                 macs, params = counts["macs_train"], counts["params_train"]
                 print(f"| {preset} | {size} | {exit_type} | {stride} | {macs / 1e9:.2f} G "
-                      f"| ×{macs / counts['macs_test']:.3f} | {params / 1e6:.2f} M | ×{params / counts['params_test']:.3f} |")
+                      f"| ×{macs / counts['macs_test']:.3f} | {params / 1e6:.2f} M "
+                      f"| ×{params / counts['params_test']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -234,8 +234,10 @@ def report(device, args, size, labels, names):
         allocators = ("cuda",)
     times = {allocator: retained_times(runs, args, size, labels) if allocator == "retain"
              else round_times(runs, args, device, size, labels) for allocator in allocators}
-    peaks = cpu_peaks(runs, args, size, labels) if device.type == "cpu" else cuda_peaks(runs, args, device, size, labels)
-    references = {allocator: min((run for run in runs if run[0] == "ce"), key=lambda run: statistics.median(runs_times[run]))
+    peaks = (cpu_peaks(runs, args, size, labels) if device.type == "cpu"
+             else cuda_peaks(runs, args, device, size, labels))
+    references = {allocator: min((run for run in runs if run[0] == "ce"),
+                                 key=lambda run: statistics.median(runs_times[run]))
                   for allocator, runs_times in times.items()}
     memory_reference = references[allocators[0]]
     boundary = boundary_share(make_inputs(args, torch.device("cpu"), size, labels, "channels-first")[1], args.window)

@@ -119,7 +119,8 @@ def main() -> None:
               f"(target <= 1.05)")
         shares = run_shares(cfg, Path(tmp))
         print(f"whole run of {args.iters} iterations + evaluation on 500 val images: {shares['total_s']:.1f} s; "
-              f"training {shares['train_s'] / shares['total_s']:.1%}, evaluation {shares['eval_s'] / shares['total_s']:.1%}, "
+              f"training {shares['train_s'] / shares['total_s']:.1%}, "
+              f"evaluation {shares['eval_s'] / shares['total_s']:.1%}, "
               f"MLflow logging {shares['tracking_s'] / shares['total_s']:.1%} (every 25 iterations, SQLite store)")
 
 

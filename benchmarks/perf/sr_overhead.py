@@ -93,7 +93,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds")
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads; 1 by default: on a shared machine contention swamps multi-thread timings")
+                        help="torch CPU threads; 1 by default: on a shared machine contention swamps "
+                             "multi-thread timings")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (fp32, NCHW)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -37,7 +37,8 @@ def dataset_module(name: str) -> ModuleType:
 
 
 def build_dataset(name: str, root, split: str, transform=None, label_dir=None):
-    """The map-style dataset ``name`` read from ``root``, split ``split`` (see the module's SPLITS); ``label_dir``: WSSS masks."""
+    """The map-style dataset ``name`` read from ``root``, split ``split`` (see the module's SPLITS); ``label_dir``:
+    WSSS masks."""
     dataset_class = getattr(dataset_module(name), _SOURCES[name][1])
     return dataset_class(root, split, transform=transform, label_dir=label_dir)
 

@@ -94,7 +94,8 @@ class GeneratedDataset:
 
 def existing_stats(root: Path, params: dict) -> dict | None:
     """The stats in the meta.json of a complete dataset at ``root`` generated with ``params`` (those of
-    ``srlib.data.synth.generate``); None if root is absent or empty. ValueError / FileExistsError when it holds other parameters or no dataset."""
+    ``srlib.data.synth.generate``); None if root is absent or empty. ValueError / FileExistsError when it holds
+    other parameters or no dataset."""
     meta_path = root / "meta.json"
     if meta_path.is_file():
         meta = read_json(meta_path)

@@ -71,11 +71,12 @@ class RunLoss:
         self.needs = model_needs(mea=loss["mea"], srf=loss["srf"], srl=loss["srl"], variant=loss["variant"])
         self.center = None  # CenterLoss, created at the first step once the head's width is known
 
-    def __call__(self, out: dict, target: Tensor, sr_on: bool = True, images: Tensor | None = None) -> dict[str, Tensor]:
+    def __call__(self, out: dict, target: Tensor, sr_on: bool = True,
+                 images: Tensor | None = None) -> dict[str, Tensor]:
         """Loss terms of one batch (``Segmentor.forward``'s dict, target B x H x W): the active ones among
         "seg", "cls", "srf", "srl", "aux" (a model with an auxiliary classifier), "center", "rloss", and their
-        weighted "total". ``sr_on=False`` (SR warm-up) leaves SR-F and SR-L out. ``images``: the normalised input batch B x 3 x H x W, which the regularizer
-        (``loss.regularizer``) needs."""
+        weighted "total". ``sr_on=False`` (SR warm-up) leaves SR-F and SR-L out. ``images``: the normalised input
+        batch B x 3 x H x W, which the regularizer (``loss.regularizer``) needs."""
         loss = self.cfg
         terms = self_regulation_loss(
             out, target, mea=loss["mea"], srf=loss["srf"] and sr_on, srl=loss["srl"] and sr_on,

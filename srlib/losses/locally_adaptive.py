@@ -27,8 +27,8 @@ fragmented that A itself has fewer entries than that correction, as A alone (spa
 symmetric, so the backward pass applies the same A to the gradient, and a custom autograd
 function keeps two map-sized tensors (the normalised map and exp of the pooled logits, which the
 backward then overwrites) and allocates one more in the backward, which becomes the gradient.
-The convolution runs channels-last, so channels-first logits pay one transposing pass each way. Time grows with the share of boundary pixels;
-``benchmarks/perf/lal_cost.py`` measures time and peak memory against cross-entropy.
+The convolution runs channels-last, so channels-first logits pay one transposing pass each way. Time grows
+with the share of boundary pixels; ``benchmarks/perf/lal_cost.py`` measures time and peak memory against cross-entropy.
 """
 
 import functools
@@ -176,7 +176,8 @@ def _window_matches(labels: Tensor, window: int) -> tuple[Tensor, Tensor]:
     height, width = labels.shape[1:]
     r = window // 2
     padded = F.pad(labels, (r, r, r, r), value=_OUTSIDE)
-    neighbours = torch.stack([padded[:, dy : dy + height, dx : dx + width] for dy in range(window) for dx in range(window)])
+    neighbours = torch.stack([padded[:, dy : dy + height, dx : dx + width]
+                              for dy in range(window) for dx in range(window)])
     same = (neighbours == labels).view(window * window, -1)
     return same.t(), ((neighbours != _OUTSIDE).view(window * window, -1) & ~same).t()
 

@@ -149,10 +149,10 @@ def build_segmentor(
     """Build a segmentor on timm model ``backbone`` with decoder ``head`` (a key of HEADS).
 
     exit_type: a key of EXITS or None (the baseline, no exits). exit_width: the official exit's conv width.
-    classify: image-level classifier on every exit and on the head. feature_proj_dim: 1x1 conv projection of every tapped stage to that
-    width (for the ``paper-features`` variant). pretrained: ``imagenet``, a shipped weights source or a
-    local backbone checkpoint (never downloads; see ``build_backbone``). backbone_kwargs: extra
-    ``timm.create_model`` arguments (e.g. ``img_size`` for Swin).
+    classify: image-level classifier on every exit and on the head. feature_proj_dim: 1x1 conv projection of
+    every tapped stage to that width (for the ``paper-features`` variant). pretrained: ``imagenet``, a shipped
+    weights source or a local backbone checkpoint (never downloads; see ``build_backbone``). backbone_kwargs:
+    extra ``timm.create_model`` arguments (e.g. ``img_size`` for Swin).
     min_exit_stride: exits tap every backbone stage below the last whose stride is at least this.
     2 (default) is the authors' placement: on ResNet-101 the stem after conv1-bn1-relu (stride 2,
     64 channels), then layer1, layer2, layer3; exit 1, SR-F's teacher, is the stem. 4 skips the stem.

@@ -35,7 +35,8 @@ EFFECT_CLAIMS = (
     ("SR-L adds to MEA (+MEA+SR-L vs +MEA)", "mea+srl", "mea", "miou", +1),
     ("SR-F and SR-L together add to MEA (+MEA+SR-F+SR-L vs +MEA)", FULL_SR, "mea", "miou", +1),
     ("Fewer Failure-1 errors: thin-part IoU rises (full SR vs baseline)", FULL_SR, "baseline", "thin_part_iou", +1),
-    ("Fewer Failure-1 errors: small-object IoU rises (full SR vs baseline)", FULL_SR, "baseline", "small_object_iou", +1),
+    ("Fewer Failure-1 errors: small-object IoU rises (full SR vs baseline)", FULL_SR, "baseline",
+     "small_object_iou", +1),
     ("Fewer Failure-2 errors: hallucinated-class rate falls (full SR vs baseline)", FULL_SR, "baseline",
      "hallucination_rate", -1),
 )

@@ -133,8 +133,9 @@ def plot_pictures(frame, path: Path, count: int = 6) -> Path:
     classes = runs[0]["result"].get("classes") or []
     num_classes = len(classes) or int(masks[masks != IGNORE_INDEX].max(initial=0)) + 1
     classes = classes or [str(i) for i in range(num_classes)]
-    predictions = [(f"{sr_label(r['sr'])}{_setting_line(r)}\nmIoU {interval(score(r['result'], 'miou'), math.nan, unit=' %')}",
-                    a["preds"][:count]) for r, a in zip(runs, arrays)]
+    predictions = [(f"{sr_label(r['sr'])}{_setting_line(r)}\n"
+                    f"mIoU {interval(score(r['result'], 'miou'), math.nan, unit=' %')}", a["preds"][:count])
+                   for r, a in zip(runs, arrays)]
     note = "" if same else " — WARNING: the two runs kept different images"
     title = f"{key['dataset']} · {key['preset']} · {key['pixel']} · seed {seed}: first {count} validation images{note}"
     return picture_grid(path, images[:count], masks[:count], predictions,

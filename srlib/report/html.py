@@ -60,7 +60,8 @@ def table_html(frame) -> str:
         cells = []
         for column, value in zip(frame.columns, values):
             classes = _cell_class(str(column), str(value))
-            cells.append(f"<td class='{classes}'>{_cell_html(value)}</td>" if classes else f"<td>{text_html(value)}</td>")
+            cells.append(f"<td class='{classes}'>{_cell_html(value)}</td>" if classes
+                         else f"<td>{text_html(value)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 

@@ -78,8 +78,8 @@ def _settings_text(bench: dict) -> str:
 
 
 def _served(bench: dict) -> tuple[dict, list[str]]:
-    """(served, settings) of a settings sweep (``srlib.sweep.benchmark.expand``): which runs and cost files show under which
-    settings, and the settings in the benchmark's order; ({}, []) for any other benchmark."""
+    """(served, settings) of a settings sweep (``srlib.sweep.benchmark.expand``): which runs and cost files show
+    under which settings, and the settings in the benchmark's order; ({}, []) for any other benchmark."""
     if not (bench.get("axes") or {}).get("settings"):
         return {}, []
     sweep = expand(bench)
@@ -132,7 +132,8 @@ def build_tables(runs, out_dir, benchmark=None, *, cost_files=None, pictures: in
     count = pictures or bench.get("tables", {}).get("pictures", 6)
     written.append(plot_pictures(frame, out_dir / "pictures.png", count))
     for file, document in documents.items():
-        written.append(write_page(out_dir / page_name(file), f"{document[0]}: {name}", summary, [document], empty=EMPTY))
+        written.append(write_page(out_dir / page_name(file), f"{document[0]}: {name}", summary, [document],
+                                  empty=EMPTY))
     status = ("Run status", status_sections(data))
     figures = [(out_dir / file, caption) for file, caption in FIGURES.items()]
     written.append(write_page(out_dir / "tables.html", f"SR-Bench: {name}", summary,

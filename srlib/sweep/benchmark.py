@@ -114,7 +114,8 @@ def check_fragment(fragment: dict, where: str) -> None:
     """
     for key in _flat_keys(fragment):
         if key in OWNED_KEYS:
-            raise BenchmarkError(f"{where}.{key}: set by the benchmark's {OWNED_KEYS[key]}, not in a run-config fragment")
+            raise BenchmarkError(f"{where}.{key}: set by the benchmark's {OWNED_KEYS[key]}, "
+                                 "not in a run-config fragment")
     merged = merge(DEFAULTS, fragment)
     integral_floats_to_ints(fragment, document=merged)  # the fragment itself goes into the runs' configs
     try:
@@ -294,8 +295,8 @@ def shared_cells(cells: list[dict], config) -> dict[tuple, list[str]]:
 def shared_costs(sweep: dict, cost: dict) -> dict:
     """The cost jobs ({"costs": [{dataset, preset, pixel, [setting,] exit, sr}], "served": see shared_cells}):
     every dataset x preset x pixel loss [x setting] x exit type (``cost.exits``, else the runs' own) x SR
-    combination of ``cost`` (benchmark key), the baseline without exits; in a settings sweep a job is shared by the settings whose cost config reads
-    the same."""
+    combination of ``cost`` (benchmark key), the baseline without exits; in a settings sweep a job is shared by
+    the settings whose cost config reads the same."""
     axes = sweep["axes"]
     cost_sr = expand_sr(cost["sr"], "cost.sr") if cost.get("sr") else axes["sr"]
     names = [axis for axis in ("dataset", "preset", "pixel", "setting") if axis in axes]
@@ -303,7 +304,8 @@ def shared_costs(sweep: dict, cost: dict) -> dict:
     for *values, exit_type, sr in itertools.product(*(axes[n] for n in names), cost.get("exits") or [None], cost_sr):
         cell = {**dict(zip(names, values)), "sr": sr}
         if exit_type is None:  # the exit its runs train with
-            exit_type = run_config(sweep, {**cell, "seed": axes["seed"][0]})["model"].get("exit", DEFAULTS["model"]["exit"])
+            model = run_config(sweep, {**cell, "seed": axes["seed"][0]})["model"]
+            exit_type = model.get("exit", DEFAULTS["model"]["exit"])
         costs.append({**cell, "exit": "none" if sr == "baseline" else exit_type})
     costs = list({cell_key(c): c for c in costs}.values())  # the baseline once, whatever the exits
     if "setting" not in axes:
