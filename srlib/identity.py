@@ -24,13 +24,13 @@ def _weak_keys_unused(cfg: dict) -> bool:
     return cfg.get("data", {}).get("supervision", "full") == "full" and cfg.get("loss", {}).get("regularizer") is None
 
 
-# Weak-supervision keys: added after reference results were recorded, left out of the identity hash of runs
-# that do not use them, so those runs keep the hash they had.
+# Weak-supervision keys: left out of the identity hash of runs that do not use them (fully supervised, no
+# regularizer), so such runs hash as the committed reference runs, which were recorded without these keys.
 WEAK_KEYS = (("data", "supervision"), ("data", "pseudo_noise"), ("loss", "regularizer"), ("loss", "rloss"))
 
 
-# Keys added after reference results were recorded, with the value that computes what runs computed before them:
-# left out of the identity hash while they hold it, so those runs keep their hash.
+# Keys the committed reference runs were recorded without, each with the value that computes what those runs
+# computed: left out of the identity hash while they hold it, so such runs keep the reference runs' hash.
 LATER_KEYS = {("model", "exit_width"): 256, ("loss", "feature_norm"): "softmax",
               ("loss", "srf_reaches_decoder"): False, ("loss", "srl_reaches_encoder"): False}
 

@@ -4,7 +4,7 @@
     python benchmarks/perf/tracking_latency.py --uri http://host:5000 --runs 32    # an existing server
 
 For each N and each store, N processes import ``srlib.tracking.tracker`` (as a training job does), wait at a common
-barrier, then each times ``srlib.tracking.open_run`` (run creation as a child of the benchmark's parent run,
+barrier, then each times ``srlib.tracking.tracker.open_run`` (run creation as a child of the benchmark's parent run,
 the default run config as params), logs one metric batch and one JSON artifact (``run.json``) and finishes.
 The experiment and parent run exist beforehand and the jobs read their ids from the marker, as after the
 workflow's ``init_tracking``. Stores: a fresh ``sqlite:///`` file opened by

@@ -1,6 +1,6 @@
 """Which labels a run trains on (``data.supervision``): the ground truth, pseudo masks or scribbles.
 
-- ``full``: the ground truth (or ``data.label_dir`` when given, as before).
+- ``full``: the ground truth (or ``data.label_dir`` when given).
 - ``pseudo`` (WSSS): the generated dataset makes CAM-like pseudo masks from its ground truth on the fly
   (``srlib.data.pseudo``, strength ``data.pseudo_noise``); a real dataset reads them from ``data.label_dir``.
 - ``scribble``: the generated dataset draws scribbles on the fly (``srlib.data.scribble``, ~3 % of pixels

@@ -67,9 +67,7 @@ def run_caption(runs) -> str:
     return "; ".join(parts) + "."
 
 
-# -- sections: a table file's list of {"title", "caption", "frame" (pandas DataFrame)} ------------------
-# Every table function takes the same ``data``: {"runs": the frame of runs (srlib.results.collect_runs),
-# "costs": cost records (collect_costs / costs_from_runs), "costs_from_runs": bool, "level": CI level}.
+# -- sections: a table file's list of {"title", "caption", "frame"} (module docstring) -------------------
 def ablation_sections(data: dict, metric: str = "miou") -> list[dict]:
     """One table per preset x pixel loss: rows = SR combinations, two columns per dataset."""
     import pandas as pd

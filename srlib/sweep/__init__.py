@@ -25,8 +25,8 @@ Weak supervision (``axes.supervision``, optional): values ``full``, ``pseudo``, 
 with ``+densecrf`` or ``+dfr`` (the regularized loss; ``srlib.config.SUPERVISIONS``, ``REGULARIZERS``). The axis is
 crossed with the dataset axis: every (dataset, supervision) pair becomes a dataset id ``<id>@<supervision>``
 (``dataset~generated@scribble+densecrf/...``), so each is one column of the tables, and its runs set
-``data.supervision`` and ``loss.regularizer``. A benchmark without the axis keeps its dataset ids, run paths
-and run configs exactly as before. Real datasets read weak labels from their entry's ``pseudo_dir`` /
+``data.supervision`` and ``loss.regularizer``. A benchmark without the axis has plain dataset ids and no
+supervision keys in its run paths and run configs. Real datasets read weak labels from their entry's ``pseudo_dir`` /
 ``scribble_dir`` (as ``data.label_dir``); the generated dataset makes them (``srlib.data.weak``).
 
 Snakemake parses this for every invocation (and every cluster job), so it imports no torch, pandas or
