@@ -91,8 +91,9 @@ def test_both_schemas_and_the_pixel_loss_registry_use_the_names_of_srlib_config(
     assert run["loss"]["properties"]["lal"]["properties"]["window"]["enum"] == list(WINDOWS)
     bench = yaml.safe_load(BENCHMARK_SCHEMA.read_text())["properties"]
     axes = bench["axes"]["properties"]
-    assert axes["sr"]["items"]["pattern"] == bench["cost"]["properties"]["sr"]["items"]["pattern"] == (
-        f"^(all|baseline|{SR_NAME})$")
+    schema = yaml.safe_load(BENCHMARK_SCHEMA.read_text())
+    assert axes["sr"]["items"] == bench["cost"]["properties"]["sr"]["items"] == {"$ref": "#/$defs/sr_combination"}
+    assert schema["$defs"]["sr_combination"]["pattern"] == f"^(all|baseline|{SR_NAME})$"
     assert axes["supervision"]["items"]["pattern"] == (
         f"^({'|'.join(SUPERVISIONS)})(\\+({'|'.join(REGULARIZERS)}))?$")
     assert axes["pixel"]["items"]["pattern"].endswith(f"({re.escape(CENTER_SUFFIX)})?$")
