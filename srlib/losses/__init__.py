@@ -20,7 +20,7 @@ import inspect
 import torch
 from torch import Tensor
 
-from srlib.config import IGNORE_INDEX
+from srlib.config import IGNORE_INDEX, PIXEL_LOSS_NAMES
 from srlib.data.transforms import rgb255
 from srlib.losses.center import CenterLoss
 from srlib.losses.cross_entropy import cross_entropy, make_cross_entropy
@@ -30,11 +30,9 @@ from srlib.losses.locally_adaptive import make_locally_adaptive_loss
 from srlib.losses.pixel_ops import resize_bilinear
 from srlib.losses.self_regulation import model_needs, self_regulation_loss
 
-PIXEL_LOSSES = {  # srlib.config.PIXEL_LOSS_NAMES, each with its factory
-    "ce": make_cross_entropy,
-    "focal": make_focal_loss,
-    "lal": make_locally_adaptive_loss,
-}
+# name -> factory: the names of srlib.config.PIXEL_LOSS_NAMES (ce, focal, lal), each with its factory
+PIXEL_LOSSES = dict(zip(PIXEL_LOSS_NAMES, (make_cross_entropy, make_focal_loss, make_locally_adaptive_loss),
+                        strict=True))
 
 
 def build_pixel_loss(name: str, ignore_index: int = IGNORE_INDEX, **params):
