@@ -7,7 +7,7 @@ import os
 import sys
 
 from srlib.config import DEFAULTS, SCRIBBLE_DATASETS, SUPERVISIONS, ConfigError
-from srlib.data.generated import GENERATE_DEFAULTS
+from srlib.data import GENERATE_DEFAULTS
 
 EXIT_FAILED = 1  # the run could not be done (its directory is busy or unwritable; without --outcome, a diverged loss)
 EXIT_BAD_INPUT = 2

@@ -33,10 +33,8 @@ from srlib.losses import RunLoss
 from srlib.losses.self_regulation import check_labels
 from srlib.models import PRESETS, build_segmentor
 from srlib.rundir import checkpoint
-from srlib.rundir.completion import complete, saved_record
 from srlib.rundir.layout import CONFIG_FILE, METRICS_FILE
 from srlib.rundir.lock import lock
-from srlib.rundir.mlflow_run import open_tracker
 from srlib.rundir.record import read_history, run_record, truncate_history, write_outcome
 from srlib.sweep.cells import config_axes, run_axes, sr_flags, sr_from_flags
 from srlib.tracking.provenance import run_tags
@@ -318,6 +316,10 @@ def execute(cfg: dict, out_dir: str | Path, outcome: str | Path | None = None) -
 def _run_to_record(run: Run, cfg: dict, out_dir: Path) -> dict:
     """``execute``'s work under the lock: a finished record completed (``complete``), else the run trained
     (resumed from its checkpoint), evaluated and recorded."""
+    # MLflow is imported by runs that log, not by `srlib cost` (its peak memory is the process's)
+    from srlib.rundir.completion import complete, saved_record
+    from srlib.rundir.mlflow_run import open_tracker
+
     done = saved_record(run)
     if done is not None:
         complete(cfg, out_dir, done)

@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+import srlib.rundir.mlflow_run
 import srlib.tracking.tracker
 import srlib.train
-from srlib.registries import resolve_config
 from srlib.data.synth import generate
+from srlib.registries import resolve_config
 from srlib.losses.self_regulation import self_regulation_loss
 
 
@@ -82,7 +83,7 @@ def run_shares(cfg: dict, workdir: Path) -> dict:
 
     for name in ("log_metrics", "log_artifact", "log_dict", "log_summary", "finish"):
         setattr(srlib.tracking.tracker.Tracker, name, timed(getattr(srlib.tracking.tracker.Tracker, name)))
-    srlib.tracking.tracker.open_run = timed(srlib.tracking.tracker.open_run)
+    srlib.rundir.mlflow_run.open_run = timed(srlib.rundir.mlflow_run.open_run)  # where open_tracker finds it
     cfg = {**cfg, "tracking": {**cfg["tracking"], "enabled": True, "uri": f"sqlite:///{workdir / 'mlflow.db'}"}}
     tick = time.perf_counter()
     result = srlib.train.execute(cfg, workdir / "run")

@@ -1,5 +1,5 @@
-"""The embedded generated dataset ("generated"), as a reader: classes, palette, splits, the Dataset, a grid of
-samples, and the generator's default parameters (``GENERATE_DEFAULTS``).
+"""The embedded generated dataset ("generated"), as a reader: classes, palette, splits, the Dataset, the stats of a
+written root and a grid of samples. The generator's default parameters are ``srlib.data.GENERATE_DEFAULTS``.
 
 A procedurally generated failure-mode dataset, written once by ``srlib.data.synth.generate`` (``srlib
 generate-data``), which also documents how every image provokes the two failures the paper names. 10
@@ -34,10 +34,6 @@ PALETTE = [
 ]
 NUM_CLASSES = len(CLASSES)
 SPLITS = ("train", "val", "test")
-# Parameters of ``srlib generate-data`` (``srlib.data.synth.generate``): image side in px, images per split, the
-# chance each thin part is drawn and that an image gets small objects, the seed.
-GENERATE_DEFAULTS = {"seed": 0, "size": 64, "n_train": 2000, "n_val": 500, "n_test": 500,
-                     "thin_part_prob": 0.9, "small_object_prob": 0.5}
 
 
 # ---------------------------------------------------------------- reading

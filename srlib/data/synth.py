@@ -13,8 +13,8 @@ Backgrounds are textured and cluttered (gradients, noise, stripes, distractor bl
 object textures, thin wires and twigs, context bands shown without their object), and every image
 gets a random colour jitter. Numpy + Pillow only; deterministic: each image draws from
 ``SeedSequence([seed, split, index])``, so the files do not depend on ``workers``. Each class's textures
-and silhouettes are in ``srlib.data.synth_looks``; the layout on disk, the reader, the sample grid and the default
-parameters (``GENERATE_DEFAULTS``) in ``srlib.data.generated``.
+and silhouettes are in ``srlib.data.synth_looks``; the layout on disk, the reader and the sample grid in
+``srlib.data.generated``; the default parameters are ``srlib.data.GENERATE_DEFAULTS``.
 """
 
 import json
@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from srlib.config import IGNORE_INDEX
-from srlib.data.generated import CLASSES, GENERATE_DEFAULTS, NUM_CLASSES, PALETTE, SPLITS, existing_stats
+from srlib.data import GENERATE_DEFAULTS
+from srlib.data.generated import CLASSES, NUM_CLASSES, PALETTE, SPLITS, existing_stats
 from srlib.data.synth_looks import anything, feather, fur, hsv, lowfreq, paint, panel, shapes
 from srlib.palette import color_table
 

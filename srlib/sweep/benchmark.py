@@ -14,8 +14,7 @@ from pathlib import Path
 from srlib.config import (
     DEFAULTS, REGULARIZERS, SUPERVISIONS, ConfigError, check_schema, integral_floats_to_ints, merge, tracking_uri,
 )
-from srlib.data import DATASETS
-from srlib.data.generated import GENERATE_DEFAULTS
+from srlib.data import DATASETS, GENERATE_DEFAULTS
 from srlib.files import read_yaml
 from srlib.identity import reading_hash
 from srlib.sweep.cells import SR_ORDER, canonical_sr, cell_key, cost_pattern, run_pattern
