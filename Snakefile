@@ -8,7 +8,7 @@ the paper's tables under results/<benchmark>/.
 
 from snakemake.utils import min_version
 
-from srlib.sweep import check_benchmark_file
+from srlib.sweep.benchmark import check_benchmark_file
 
 min_version("8.0")
 

@@ -5,9 +5,9 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
-from srlib.config import DEFAULTS, GENERATE_DEFAULTS, ConfigError, config_hash, resolve_config
+from srlib.config import DEFAULTS, SCRIBBLE_DATASETS, SUPERVISIONS, ConfigError
+from srlib.data import GENERATE_DEFAULTS
 
 EXIT_FAILED = 1  # the run could not be done (its directory is busy or unwritable; without --outcome, a diverged loss)
 EXIT_BAD_INPUT = 2
@@ -32,42 +32,23 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from srlib.rundir import RunDirBusy, RunDirError
+    """Answer a finished run of this config and data in ``--out`` (``srlib.rundir.record.finished_run``: no torch,
+    no MLflow), else train, resume or complete it."""
+    from srlib.rundir.lock import RunDirBusy, RunDirError
+    from srlib.rundir.record import finished_run
 
     try:
-        done = _finished_run(args)
+        done = finished_run(args.config, args.overrides, args.out, args.outcome)
         return _print_scores(args, done) if done is not None else _train(args)
     except (RunDirBusy, RunDirError) as error:
         print(f"srlib run: error: {error}", file=sys.stderr)
         return EXIT_FAILED
 
 
-def _finished_run(args) -> dict | None:
-    """The record of a finished run of this config and data in ``--out`` (its ``--outcome`` written), else None.
-
-    Answered without importing torch (for a config naming its device) or MLflow. Only then is the data
-    fingerprinted ahead of the full config check, so a new run's misspelt preset or dataset is reported as such,
-    not as a missing dataset root. The outcome is written under the run directory's lock, as every write there,
-    which also removes the temporary files a process killed mid-write left (``srlib.rundir.lock``); with nothing
-    to write or remove, a read-only run directory is answered too."""
-    from srlib import rundir
-    from srlib.data.check import data_fingerprint
-    from srlib.results import METRICS_FILE, finished_record, write_outcome
-
-    if not os.path.isfile(os.path.join(args.out, METRICS_FILE)):
-        return None
-    fast = resolve_config(args.config, args.overrides, check_names=False)
-    done = finished_record(args.out, config_hash(fast), data_fingerprint(fast["data"]))
-    if done is not None and (args.outcome is not None or rundir.stale_temps(Path(args.out))):
-        with rundir.lock(args.out):
-            if args.outcome is not None:
-                write_outcome(args.outcome, done["status"], done["config_hash"])
-    return done
-
-
 def _train(args) -> int:
     """Train, resume or complete the run (``srlib.train.execute``) and print its scores. A non-finite loss is a
     result of the cell: with ``--outcome`` it is recorded there as FAILED and the command exits 0."""
+    from srlib.registries import resolve_config
     from srlib.train import NonFiniteLoss, execute
 
     cfg = resolve_config(args.config, args.overrides)
@@ -79,7 +60,7 @@ def _train(args) -> int:
 
 
 def _print_scores(args, result: dict) -> int:
-    """Print the scores of a run's record (``srlib.results.run_record``)."""
+    """Print the scores of a run's record (``srlib.rundir.record.run_record``)."""
     if result["status"] == "FINISHED":
         metrics = result["metrics"]
         print(f"{args.out}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}")
@@ -87,7 +68,8 @@ def _print_scores(args, result: dict) -> int:
 
 
 def cmd_cost(args) -> int:
-    from srlib.results import write_json_atomic
+    from srlib.files import write_json_atomic
+    from srlib.registries import resolve_config
     from srlib.train import measure_cost
 
     cfg = resolve_config(args.config, args.overrides)
@@ -99,7 +81,8 @@ def cmd_cost(args) -> int:
 
 
 def cmd_generate_data(args) -> int:
-    from srlib.data.synth import generate, save_sample_grid
+    from srlib.data.generated import save_sample_grid
+    from srlib.data.synth import generate
 
     stats = generate(args.root, workers=args.workers, **{key: getattr(args, key) for key in GENERATE_DEFAULTS})
     print(f"dataset at {args.root}: {stats}")
@@ -126,7 +109,7 @@ def cmd_scribbles(args) -> int:
 
 
 def cmd_init_tracking(args) -> int:
-    from srlib.tracking import check_store, ensure_experiment, open_sweep, write_marker
+    from srlib.tracking.store import check_store, ensure_experiment, open_sweep, write_marker
 
     check_store(args.uri)
     experiment_id = ensure_experiment(args.uri, args.experiment, args.description)
@@ -138,9 +121,9 @@ def cmd_init_tracking(args) -> int:
 
 
 def cmd_import_runs(args) -> int:
-    from srlib.results import read_yaml
-    from srlib.tracking import check_store
-    from srlib.tracking_import import import_runs
+    from srlib.files import read_yaml
+    from srlib.tracking.store import check_store
+    from srlib.rundir.importer import import_runs
 
     bench = read_yaml(args.benchmark) if args.benchmark else {}
     experiment = args.experiment or (bench.get("tracking") or {}).get("experiment") or bench.get("name")
@@ -154,7 +137,7 @@ def cmd_import_runs(args) -> int:
 
 
 def cmd_tables(args) -> int:
-    from srlib.tables import build_tables
+    from srlib.report.tables import build_tables
 
     for path in build_tables(args.runs, args.out, args.benchmark, cost_files=args.cost):
         print(path)
@@ -162,6 +145,7 @@ def cmd_tables(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``srlib`` parser: one subcommand per ``cmd_*`` function, each calling it with the parsed arguments."""
     parser = argparse.ArgumentParser(prog="srlib", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,13 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate-data", help="write the embedded failure-mode dataset")
     gen.add_argument("--root", required=True)
-    helps = {"thin_part_prob": "chance each thin part is drawn", "small_object_prob": "chance an image gets small objects"}
+    helps = {"thin_part_prob": "chance each thin part is drawn",
+             "small_object_prob": "chance an image gets small objects"}
     for key, default in GENERATE_DEFAULTS.items():
         gen.add_argument(f"--{key.replace('_', '-')}", type=type(default), default=default, help=helps.get(key))
     gen.add_argument("--workers", type=int, default=1)
     gen.add_argument("--grid", help="also write a PNG grid of samples with masks and parts overlaid")
     gen.set_defaults(func=cmd_generate_data)
+    _add_tracking_and_tables_commands(sub)
+    _add_weak_label_commands(sub)
+    return parser
 
+
+def _add_tracking_and_tables_commands(sub) -> None:
+    """``init-tracking``, ``import-runs`` and ``tables`` (after ``generate-data``, in ``srlib --help``'s order)."""
     init = sub.add_parser("init-tracking", help="create the MLflow store and experiment once")
     init.add_argument("--uri", required=True)
     init.add_argument("--experiment", required=True)
@@ -209,20 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--cost", nargs="+", help="cost JSON files from `srlib cost` (default: each run's own)")
     tables.set_defaults(func=cmd_tables)
 
+
+def _add_weak_label_commands(sub) -> None:
+    """``weak-labels`` and ``scribbles``."""
     weak = sub.add_parser("weak-labels", help="score the generated dataset's pseudo masks or scribbles against its "
                           "ground truth (training split)")
     weak.add_argument("root", help="generated dataset root")
-    weak.add_argument("--supervision", choices=("pseudo", "scribble"), default="pseudo")
+    weak.add_argument("--supervision", choices=tuple(s for s in SUPERVISIONS if s != "full"), default="pseudo")
     weak.add_argument("--noise", type=float, default=DEFAULTS["data"]["pseudo_noise"], help="pseudo-mask strength")
     weak.add_argument("--limit", type=_positive_int, help="score the first N images only")
     weak.set_defaults(func=cmd_weak_labels)
 
     scribbles = sub.add_parser("scribbles", help="rasterise ScribbleSup XML files into a label_dir of PNGs")
     scribbles.add_argument("xml_dir", help="folder of <image id>.xml files")
-    scribbles.add_argument("--dataset", required=True, choices=("voc_aug", "pascal_context"))
+    scribbles.add_argument("--dataset", required=True, choices=SCRIBBLE_DATASETS)
     scribbles.add_argument("--out", required=True, help="output folder (created)")
     scribbles.set_defaults(func=cmd_scribbles)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

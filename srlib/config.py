@@ -1,13 +1,18 @@
-"""Run configuration: defaults, YAML loading, ``--set`` overrides, schema validation and the run identity hash.
+"""Run configuration, the ground floor of srlib (it imports nothing from srlib): the vocabulary every layer shares,
+the defaults, YAML loading, ``--set`` overrides and schema validation.
 
-A run config is a nested dict (see ``DEFAULTS``). ``resolve_config`` merges, in order, the defaults, a YAML
-file (or dict) and ``key.sub=value`` overrides, then validates the result against
-``srlib/schemas/run.schema.json`` (unknown keys and wrong types are rejected naming the key) and checks
-names against the registries (preset, backbone, head, exit, variant, pixel loss, dataset).
+The vocabulary (``SR_TERMS``, ``VARIANTS``, ``FEATURE_NORMS``, ``PIXEL_LOSS_NAMES``, ``SUPERVISIONS``,
+``REGULARIZERS``, ``IGNORE_INDEX``, ...) is torch-free and written here once: the registries (``srlib.losses``,
+``srlib.data.weak``), the sweep, the command line and both schemas use these names (``tests/test_config.py``
+checks the schemas' enums and patterns against them). A run config is a nested dict (see ``DEFAULTS``); the loss
+modules take their parameters' defaults from its ``loss`` section. ``load_config`` merges, in order, the defaults,
+a YAML file (or dict) and ``key.sub=value`` overrides, then validates the result against
+``srlib/schemas/run.schema.json`` (unknown keys and wrong types are rejected naming the key);
+``srlib.registries.resolve_config`` also checks the names against the registries, which needs torch. What a run
+computes (its identity hash) is ``srlib.identity``.
 """
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -16,6 +21,25 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+
+# -- the vocabulary ---------------------------------------------------------------------------------
+IGNORE_INDEX = 255  # the label value of void pixels in every dataset: no loss, no score; drawn white
+SR_TERMS = ("mea", "srf", "srl")  # the Self-Regulation terms: the loss flags, joined by '+' in an SR cell's name
+# An SR combination's name in any order (the canonical order is SR_TERMS'), as both schemas and the workflow match it
+SR_NAME = "({0})(\\+({0})){{0,2}}".format("|".join(SR_TERMS))
+VARIANTS = ("official", "paper", "paper-features")  # how SR is computed (srlib.losses.self_regulation)
+FEATURE_NORMS = ("softmax", "power")  # paper-features SR-F: a feature vector as a distribution
+PIXEL_LOSS_NAMES = ("ce", "focal", "lal")  # srlib.losses.PIXEL_LOSSES: the ground-truth loss of the head and exits
+CENTER_SUFFIX = "+center"  # a pixel axis value with the center loss added (loss.center), e.g. ce+center
+SUPERVISIONS = ("full", "pseudo", "scribble")  # training labels (srlib.data.weak)
+REGULARIZERS = ("densecrf", "dfr")  # regularized losses on the head's output, for weak labels (srlib.losses.dense_crf)
+SCRIBBLE_DATASETS = ("voc_aug", "pascal_context")  # datasets whose ScribbleSup tags `srlib scribbles` reads
+# The run record's keys and values, shared by metrics.json, checkpoints, outcome files and MLflow tags
+CONFIG_HASH = "config_hash"  # srlib.identity.config_hash of the run's config
+DATA_FINGERPRINT = "data_fingerprint"  # srlib.data.check.fingerprint of the data it trained and evaluated on
+STATUSES = ("FINISHED", "FAILED", "KILLED")  # terminal statuses of a run (MLflow's)
+MEMORY_KINDS = {"cpu_peak_rss": "peak resident memory of the training process (CPU)",  # the cost's memory_kind
+                "cuda_max_allocated": "peak GPU memory allocated by PyTorch"}  # (srlib.cost.peak_memory_so_far)
 
 DEFAULTS = {
     "seed": 0,
@@ -91,20 +115,9 @@ DEFAULTS = {
     "tracking": {"enabled": True, "uri": None, "experiment": "srbench", "run_name": None, "tags": {}},
 }
 
-# Parameters of the embedded generated dataset (``srlib generate-data``, ``srlib.data.synth.generate``).
-GENERATE_DEFAULTS = {"seed": 0, "size": 64, "n_train": 2000, "n_val": 500, "n_test": 500,
-                     "thin_part_prob": 0.9, "small_object_prob": 0.5}
 # The default MLflow store: a SQLite file in the results folder of the working directory (a workflow's).
 RESULTS_DIR = "results"
 TRACKING_DB_NAME = "mlflow.db"
-
-# Keys that say where or how verbosely a run happens, not what it computes: left out of the identity hash.
-NON_IDENTITY_KEYS = (
-    ("data", "root"), ("data", "workers"),  # the data stream is seeded per sample, whatever the workers
-    ("run", "ckpt_every"), ("run", "log_every"), ("run", "val_every"), ("run", "val_images"), ("run", "cost_steps"),
-    ("run", "pictures"), ("tracking",),
-)
-
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads ``1e-3`` (no dot) as a string; configs mean a number, as YAML 1.2 does."""
@@ -246,52 +259,16 @@ def _type_hint(error: jsonschema.ValidationError) -> str:
         return ""
 
 
-def _check_names(cfg: dict, where: str) -> None:
-    """Checks the schema cannot express: names of the model, loss and data registries, and relations between keys."""
-    from srlib.data import DATASETS
-    from srlib.losses import PIXEL_LOSSES
-    from srlib.losses.self_regulation import VARIANTS
-    from srlib.models import EXITS, HEADS, PRESETS
-
-    model = cfg["model"]
-    checks = [
-        ("model.preset", model["preset"], PRESETS),
-        ("model.head", model["head"], HEADS),
-        ("model.exit", model["exit"], EXITS),
-        ("data.name", cfg["data"]["name"], DATASETS),
-        ("loss.pixel", cfg["loss"]["pixel"], PIXEL_LOSSES),
-        ("loss.variant", cfg["loss"]["variant"], VARIANTS),
-    ]
-    for key, value, valid in checks:
-        if value is not None and value not in valid:
-            raise ConfigError(f"{where}: config key {key!r}: unknown value {value!r}; valid: {', '.join(sorted(valid))}")
-    if model["preset"] is None and model["backbone"] is None:
-        raise ConfigError(f"{where}: give model.preset or model.backbone")
-    if model["preset"] is None and model["head"] is None:
-        raise ConfigError(f"{where}: model.backbone {model['backbone']!r} needs a model.head ({', '.join(sorted(HEADS))})")
-    head = model["head"] or PRESETS[model["preset"]]["head"]
-    for key in ("srf_reaches_decoder", "srl_reaches_encoder"):
-        if cfg["loss"][key] and not HEADS[head].multi_stage:
-            ushape = ", ".join(name for name, cls in sorted(HEADS.items()) if cls.multi_stage)
-            raise ConfigError(f"{where}: config key 'loss.{key}' is true but head {head!r} has no decoder blocks "
-                              f"(U-shape heads: {ushape})")
-    low, high = cfg["data"]["scale_range"]
-    if low > high:
-        raise ConfigError(f"{where}: config key 'data.scale_range': low {low} is above high {high}")
-    if cfg["optim"]["sr_warmup_iters"] >= cfg["optim"]["iters"] and (cfg["loss"]["srf"] or cfg["loss"]["srl"]):
-        raise ConfigError(
-            f"{where}: config key 'optim.sr_warmup_iters' ({cfg['optim']['sr_warmup_iters']}) must be below "
-            f"optim.iters ({cfg['optim']['iters']}) or SR never switches on"
-        )
+def source_name(source: str | Path | dict | None) -> str:
+    """How messages name a config's source: its path, or 'config' for a dict."""
+    return str(source) if isinstance(source, (str, Path)) else "config"
 
 
-def resolve_config(source: str | Path | dict | None = None, overrides: list[str] = (), check_names: bool = True) -> dict:
-    """Defaults <- YAML file or dict <- ``key=value`` overrides; validated. Raises ConfigError naming the key.
-
-    ``check_names=False`` leaves out the registry names (preset, dataset, loss, ...), whose check imports torch:
-    enough to compare with a finished run's config hash, which only a config that passed them can match.
-    """
-    where = str(source) if isinstance(source, (str, Path)) else "config"
+def load_config(source: str | Path | dict | None = None, overrides: list[str] = ()) -> dict:
+    """Defaults <- YAML file or dict <- ``key=value`` overrides, validated against the schema (names are not checked
+    against the registries: ``srlib.registries.resolve_config`` does, and that imports torch; ``auto`` is left for
+    ``resolve_auto``). Raises ConfigError naming the key."""
+    where = source_name(source)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -309,9 +286,7 @@ def resolve_config(source: str | Path | dict | None = None, overrides: list[str]
         path, value = parse_override(text)
         _set(cfg, path, value, f"--set {text}")
     check_schema(cfg, where if not overrides else f"{where} with --set {' '.join(overrides)}")
-    if check_names:
-        _check_names(cfg, where)
-    return resolve_auto(cfg)
+    return cfg
 
 
 def resolve_auto(cfg: dict) -> dict:
@@ -326,106 +301,6 @@ def resolve_auto(cfg: dict) -> dict:
         if cfg["optim"][key] == "auto":
             cfg["optim"][key] = cfg["device"] == "cuda"
     return cfg
-
-
-def _weak_keys_unused(cfg: dict) -> bool:
-    """True for a fully supervised run without a regularizer: its weak-supervision keys change nothing."""
-    return cfg.get("data", {}).get("supervision", "full") == "full" and cfg.get("loss", {}).get("regularizer") is None
-
-
-# Weak-supervision keys: added after reference results were recorded, left out of the identity hash of runs
-# that do not use them, so those runs keep the hash they had.
-WEAK_KEYS = (("data", "supervision"), ("data", "pseudo_noise"), ("loss", "regularizer"), ("loss", "rloss"))
-
-
-# Keys added after reference results were recorded, with the value that computes what runs computed before them:
-# left out of the identity hash while they hold it, so those runs keep their hash.
-LATER_KEYS = {("model", "exit_width"): 256, ("loss", "feature_norm"): "softmax",
-              ("loss", "srf_reaches_decoder"): False, ("loss", "srl_reaches_encoder"): False}
-
-
-def identity(cfg: dict) -> dict:
-    """What a run computes: a copy of ``cfg`` without NON_IDENTITY_KEYS, WEAK_KEYS for a run that does not use
-    them, and LATER_KEYS that hold the value runs computed with before the key existed. Also takes a partial
-    config (a sweep's run-config fragment): keys it lacks are skipped."""
-    kept = copy.deepcopy(cfg)
-    for section, key in WEAK_KEYS if _weak_keys_unused(cfg) else ():
-        kept.get(section, {}).pop(key, None)
-    for (section, key), unchanged in LATER_KEYS.items():
-        if kept.get(section, {}).get(key, unchanged) == unchanged:
-            kept.get(section, {}).pop(key, None)
-    for *parents, key in NON_IDENTITY_KEYS:
-        node = kept
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(key, None)
-    return kept
-
-
-def config_hash(cfg: dict) -> str:
-    """12 hex digits identifying what a run computes (``identity``: paths, logging cadence and tracking
-    excluded)."""
-    text = json.dumps(identity(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def unread_keys(cfg: dict) -> list[str]:
-    """The dotted keys of a full run config that its run does not read: what its loss flags, pixel loss, exit
-    type and variant leave unused (a baseline reads no exit, SR or SR-weight key; a +MEA run no SR-F key; ...).
-
-    Two runs whose configs differ only in these keys compute the same thing (``reading_hash``). The rules mirror
-    ``srlib.losses.self_regulation`` and ``srlib.train.build_model``; a test trains both sides of each rule.
-    """
-    loss, model = cfg["loss"], cfg["model"]
-    mea, srf, srl = loss["mea"], loss["srf"], loss["srl"]
-    soft = loss["variant"] in ("paper", "paper-features")
-    read = {
-        "model.exit": mea or srf or srl,
-        "model.min_exit_stride": mea or srf or srl,
-        "model.exit_width": (mea or srf or srl) and model["exit"] == "official",
-        "loss.variant": mea or srf or srl,
-        "loss.w_seg": mea,
-        "loss.w_cls": mea,
-        "loss.w_srf": srf,
-        "loss.w_srl": srl,
-        "loss.tau": soft and (srf or srl),
-        "loss.feature_dim": srf and loss["variant"] == "paper-features",
-        "loss.feature_norm": srf and loss["variant"] == "paper-features",
-        "loss.srf_reaches_decoder": srf,
-        "loss.srl_reaches_encoder": srl,
-        "optim.sr_warmup_iters": srf or srl,
-        "loss.focal": loss["pixel"] == "focal",
-        "loss.lal": loss["pixel"] == "lal",
-        "loss.center_alpha": loss["center"],
-        "loss.w_center": loss["center"],
-        "loss.rloss": loss.get("regularizer") is not None,
-    }
-    return [key for key, used in read.items() if not used]
-
-
-def reading_hash(cfg: dict) -> str:
-    """``config_hash`` of what a full run config's run reads: its ``unread_keys`` dropped, and the variant
-    ``paper-features`` read as ``paper`` without SR-F (the two differ in SR-F only). Equal for runs that compute
-    the same thing, so a sweep trains such runs once."""
-    reading = copy.deepcopy(cfg)
-    for dotted in unread_keys(cfg):
-        section, key = dotted.split(".")
-        reading[section].pop(key, None)
-    if reading["loss"].get("variant") == "paper-features" and not cfg["loss"]["srf"]:
-        reading["loss"]["variant"] = "paper"
-    return config_hash(reading)
-
-
-def identity_changes(old: dict, new: dict) -> list[str]:
-    """``key: old -> new`` for each key of the ``identity`` whose value differs between two configs, sorted;
-    values as JSON (``1`` and ``1.0`` differ, as in the hash), ``(absent)`` where a config lacks the key."""
-    before, after = flatten(identity(old)), flatten(identity(new))
-
-    def shown(flat: dict, key: str) -> str:
-        return json.dumps(flat[key]) if key in flat else "(absent)"
-
-    return [f"{key}: {shown(before, key)} -> {shown(after, key)}" for key in sorted(before.keys() | after.keys())
-            if shown(before, key) != shown(after, key)]
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:

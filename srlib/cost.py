@@ -1,5 +1,8 @@
 """Overhead measurements: parameters, FLOPs, step time, peak memory, tensor memory of one step.
 
+A timing ratio is the median of per-round ratios with their interquartile range (``ratio_spread``): two
+configurations timed in the same interleaved rounds see the same machine load.
+
 FLOP convention: ``torch.utils.flop_counter.FlopCounterMode`` counts FLOPs = 2 x multiply-adds of
 convolutions and matrix products (forward pass only; normalisation, activations, pooling and
 interpolation are not counted). ``count_flops`` returns both keys, "flops" and "macs" (= flops / 2),
@@ -73,9 +76,15 @@ def interleaved_step_times(
     return times
 
 
-def median_step_time(step: Callable[[], object], warmup: int = 2, repeats: int = 10, device="cpu") -> float:
-    """Median seconds per call of ``step`` after ``warmup`` untimed calls."""
-    return statistics.median(interleaved_step_times({"step": step}, warmup, repeats, device)["step"])
+def ratio_spread(numerators, denominators) -> dict:
+    """Ratios of paired measurements, e.g. two configurations timed in the same interleaved round:
+    {"median", "q1", "q3", "n"} of ``numerators[i] / denominators[i]`` (quartiles by linear interpolation
+    between the ratios, the inclusive method; q1 = q3 = median for one round)."""
+    ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
+    if not ratios:
+        raise ValueError("ratio_spread needs at least one pair")
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return {"median": median, "q1": q1, "q3": q3, "n": len(ratios)}
 
 
 def peak_memory_so_far(device="cpu") -> dict[str, object]:
@@ -92,14 +101,11 @@ def peak_memory_so_far(device="cpu") -> dict[str, object]:
     return {"peak_bytes": int(rss if sys.platform == "darwin" else rss * 1024), "kind": "cpu_peak_rss"}
 
 
-def peak_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:
-    """Run ``step`` once and report peak memory in bytes (see ``peak_memory_so_far``); on CUDA the peak
-    is reset first, so it is this step's."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    step()
-    _synchronize(device)
-    return peak_memory_so_far(device)
+def peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:
+    """Peak memory of the training so far in MiB (CUDA peak allocated, or the process's peak RSS on CPU),
+    at least ``earlier_bytes`` (the peak of the processes a resumed run ran in before)."""
+    peak = peak_memory_so_far(device)
+    return {"peak_memory_mib": max(peak["peak_bytes"], earlier_bytes) / 2**20, "memory_kind": peak["kind"]}
 
 
 def step_tensor_memory(step: Callable[[], object], device="cpu") -> dict[str, object]:

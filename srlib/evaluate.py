@@ -9,11 +9,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from srlib.data.transforms import denormalize
-from srlib.figures import picture_grid
+from srlib.pictures import picture_grid
 from srlib.inference import predict_logits
 from srlib.metrics import ExitAgreement, SegmentationMetrics
 from srlib.models.segmentor import upsample
-from srlib.sweep import path_axes
+from srlib.sweep.cells import path_axes
 
 
 class StackedExits(nn.Module):
@@ -86,7 +86,7 @@ def same_size_batches(items: list[dict]) -> list[dict]:
 
 
 def write_artifacts(out_dir: Path, metrics: dict, pictures: dict, info: dict) -> list[Path]:
-    """per_class_iou.csv, predictions.npz and pictures.png (``srlib.figures.picture_grid``: image, ground truth,
+    """per_class_iou.csv, predictions.npz and pictures.png (``srlib.pictures.picture_grid``: image, ground truth,
     prediction with wrong pixels outlined, class key) in ``out_dir``; returns their paths."""
     per_class = out_dir / "per_class_iou.csv"
     with per_class.open("w", newline="") as handle:

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from srlib.config import IGNORE_INDEX
+
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 _REGIONS = ("thin_part", "body", "small_object")
 
@@ -84,7 +86,7 @@ class ExitAgreement:
     of the valid pixels exit 1 gets wrong that the head gets right; None when exit 1 is never wrong)}.
     """
 
-    def __init__(self, num_classes: int, exits: int, ignore_index: int = 255):
+    def __init__(self, num_classes: int, exits: int, ignore_index: int = IGNORE_INDEX):
         if exits < 2:
             raise ValueError(f"ExitAgreement needs at least 2 exits (a teacher and the head), got {exits}")
         self.num_classes, self.ignore_index = num_classes, ignore_index
@@ -128,14 +130,14 @@ def iou_scores(confusion: torch.Tensor) -> tuple[list, float | None]:
 class SegmentationMetrics:
     """Confusion-matrix metrics and failure-mode scores for one split (see the module docstring).
 
-    num_classes: C >= 2, class ids 0..C-1. ignore_index: target value excluded everywhere (255).
+    num_classes: C >= 2, class ids 0..C-1. ignore_index: target value excluded everywhere (``IGNORE_INDEX``).
     background_index: the background class id, excluded from the foreground-only scores (body,
     thin-part and small-object IoU); ``None`` (default) for datasets without a background class,
     where every class is foreground. Pass 0 for datasets whose class 0 is background (generated,
     VOC). small_fraction: area threshold of a small component, as a share of the image (0.01).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, *, background_index: int | None = None,
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, *, background_index: int | None = None,
                  small_fraction: float = 0.01):
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")

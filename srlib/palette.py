@@ -5,7 +5,7 @@ numpy only, so tables and figures colour predictions without importing torch.
 
 import numpy as np
 
-IGNORE_INDEX = 255  # the label value of void pixels in every dataset; drawn white
+from srlib.config import IGNORE_INDEX
 
 
 def voc_colormap(n: int) -> list[list[int]]:
@@ -23,7 +23,7 @@ def voc_colormap(n: int) -> list[list[int]]:
 
 def color_table(palette, fill: int = 255) -> np.ndarray:
     """Label value -> colour lookup table, uint8 256 x 3: the RGB triplets of ``palette`` for class ids
-    0..len-1, white for the ignore index 255, grey level ``fill`` (default white) for every other value.
+    0..len-1, white for the ignore index (``IGNORE_INDEX``), grey level ``fill`` (default white) for every other value.
 
     ``color_table(palette)[labels]`` colours an index map H x W as RGB H x W x 3.
     """

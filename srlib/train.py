@@ -1,17 +1,13 @@
-"""One run: train one resolved config, evaluate it and write ``metrics.json`` last.
+"""One run: train one resolved config, evaluate it and write ``metrics.json`` last; and ``srlib cost``.
 
-The run directory's files and the ``metrics.json`` record are described in ``srlib.results``; the
-checkpoint ``RUN_DIR/checkpoint/last.pt`` holds model, optimizer, scheduler, center-loss and RNG states,
-the iteration, the step times, last losses and peak memory so far, and how much of history.jsonl it
-covers. Running the same config on the same data in the same directory again resumes from the
+The run directory (its files, the ``metrics.json`` record, its checkpoint, lock and MLflow run) is
+``srlib.rundir``'s. Running the same config on the same data in the same directory again resumes from the
 checkpoint, or only completes what a killed process left undone once ``metrics.json`` exists.
 """
 
-import json
 import logging
 import math
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -23,23 +19,25 @@ import yaml
 from torch.utils.data import DataLoader, Subset
 
 from srlib import __version__
-from srlib.config import ConfigError, config_hash, identity_changes, tracking_uri
-from srlib.cost import count_flops, count_parameters, peak_memory_so_far, step_tensor_memory
+from srlib.config import CONFIG_HASH, DATA_FINGERPRINT, ConfigError
+from srlib.cost import count_flops, count_parameters, peak_memory_mib, ratio_spread, step_tensor_memory
 from srlib.data import build_dataset, dataset_info
+from srlib.data.check import check_items, fingerprint
 from srlib.data.stream import TrainStream
 from srlib.data.transforms import eval_transform, train_transform
 from srlib.data.weak import build_train_set
 from srlib.evaluate import evaluate, evaluation_model, write_artifacts
+from srlib.files import kill_point, replace_durably, write_json_atomic
+from srlib.identity import config_hash
 from srlib.losses import RunLoss
 from srlib.losses.self_regulation import check_labels
 from srlib.models import PRESETS, build_segmentor
-from srlib import rundir
-from srlib.data.check import check_items, fingerprint
-from srlib.results import (CONFIG_HASH, DATA_FINGERPRINT, METRICS_FILE, RUN_ARTIFACTS, append_history, read_history,
-                           read_json, run_record, same_run, truncate_history, write_json_atomic, write_outcome)
-from srlib.rundir import kill_point, replace_durably
-from srlib.stats import ratio_spread
-from srlib.sweep import config_axes, run_axes, sr_flags, sr_from_flags
+from srlib.rundir import checkpoint
+from srlib.rundir.layout import CONFIG_FILE, METRICS_FILE
+from srlib.rundir.lock import lock
+from srlib.rundir.record import read_history, run_record, truncate_history, write_outcome
+from srlib.sweep.cells import config_axes, run_axes, sr_flags, sr_from_flags
+from srlib.tracking.provenance import run_tags
 
 log = logging.getLogger("srlib.train")
 
@@ -117,7 +115,7 @@ class Run:
         self.hash = config_hash(cfg)
         torch.set_num_threads(cfg["threads"])
         self.device = select_device(cfg)
-        self.resume_state = None  # the checkpoint's content, read by finished_record under the lock
+        self.resume_state = None  # the checkpoint's content (srlib.rundir.completion.saved_record)
         data = cfg["data"]
         self.info = dataset_info(data["name"])
         self.num_classes = self.info["num_classes"]
@@ -127,7 +125,7 @@ class Run:
         self.data_fingerprint = fingerprint(data["name"], [self.train_set, self.eval_set])
         if out_dir is not None:
             self.out_dir = Path(out_dir)
-            self.ckpt_path = self.out_dir / "checkpoint" / "last.pt"
+            self.ckpt_path = checkpoint.path(self.out_dir)
             check_items(self.train_set, f"{self.data_fingerprint}-train")
             check_items(self.eval_set, f"{self.data_fingerprint}-{data['eval_split']}")
         seed_everything(cfg["seed"])
@@ -145,104 +143,6 @@ class Run:
         self.earlier_peak_bytes = 0  # peak memory of the processes before a resume
         self.history_length = 0  # points of history.jsonl that the checkpoint covers
         self.pending: list[dict] = []  # metric points measured since the last checkpoint
-
-    def finished_record(self) -> dict | None:
-        """The finished record of this config and data in the run directory, or None; reads the checkpoint
-        to resume from. ConfigError naming what differs (``_difference``) when the directory holds a finished
-        run or a checkpoint of another config or data (neither is ever overwritten)."""
-        metrics = self.out_dir / METRICS_FILE
-        if metrics.exists():
-            done = read_json(metrics)
-            if self._same_run(done):
-                return done
-            raise ConfigError(
-                f"{metrics} is a finished run of another config or data ({self._difference(done)}). A finished "
-                f"result is never overwritten: use another --out directory, or move {self.out_dir} away to train it "
-                "again"
-            )
-        if self.ckpt_path.exists():
-            try:
-                saved = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
-            except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
-                raise ConfigError(f"checkpoint {self.ckpt_path} cannot be read ({error}); delete it to start over") from None
-            if not self._same_run(saved):
-                raise ConfigError(
-                    f"checkpoint {self.ckpt_path} was written by another config or data ({self._difference(saved)}); "
-                    "delete the checkpoint or use another --out directory"
-                )
-            self.resume_state = saved
-        return None
-
-    def _same_run(self, saved: dict) -> bool:
-        return same_run(saved, self.hash, self.data_fingerprint)
-
-    def _difference(self, saved: dict) -> str:
-        """What differs between a saved record or checkpoint and this run, as a diff does ('saved -> this run'):
-        the keys of the run identity (``srlib.config.identity_changes``; the config hashes where the saved run
-        has no config or no key differs), then the data fingerprint and data.root."""
-        old = saved.get("config") if isinstance(saved.get("config"), dict) else None
-        changes = identity_changes(old, self.cfg) if old is not None else []
-        if saved.get(CONFIG_HASH) != self.hash and not changes:
-            changes = [f"config hash: {saved.get(CONFIG_HASH)} -> {self.hash}"]
-        if saved.get(DATA_FINGERPRINT, self.data_fingerprint) != self.data_fingerprint:
-            changes.append(f"data fingerprint (item ids, file sizes): {saved[DATA_FINGERPRINT]} -> "
-                           f"{self.data_fingerprint}")
-            root = (old or {}).get("data", {}).get("root")
-            if root is not None and root != self.cfg["data"]["root"]:
-                changes.append(f"data.root: {json.dumps(root)} -> {json.dumps(self.cfg['data']['root'])}")
-        return f"saved -> this run: {'; '.join(changes)}"
-
-    # -- checkpoints ---------------------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        """Append the pending metric points to history.jsonl, then write the checkpoint that covers them."""
-        append_history(self.out_dir, self.pending)
-        kill_point(f"history-written:{self.iteration}")
-        self.history_length += len(self.pending)
-        state = {
-            CONFIG_HASH: self.hash,
-            DATA_FINGERPRINT: self.data_fingerprint,
-            "config": self.cfg,  # named in the refusal of another config's rerun
-            "iteration": self.iteration,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "center": self.loss.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-            "step_times": self.step_times,
-            "last_terms": self.last_terms,
-            "peak_bytes": max(self.earlier_peak_bytes, peak_memory_so_far(self.device)["peak_bytes"]),
-            "history_length": self.history_length,
-        }
-        replace_durably(self.ckpt_path, lambda tmp: torch.save(state, tmp))
-
-    def load_checkpoint(self) -> bool:
-        """Restore the checkpoint ``finished_record`` found (history.jsonl cut back to the points it covers);
-        False when there was none."""
-        state, self.resume_state = self.resume_state, None
-        if state is None:
-            return False
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.loss.load_state_dict(state["center"], self.device)
-        rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self.iteration = state["iteration"]
-        self.step_times = state.get("step_times", [])
-        self.last_terms = state.get("last_terms")
-        self.earlier_peak_bytes = state.get("peak_bytes", 0)
-        self.history_length = state.get("history_length", 0)
-        truncate_history(self.out_dir, self.history_length)
-        return True
 
     # -- training ------------------------------------------------------------------------------------
     def train_step(self, batch: dict) -> dict:
@@ -330,7 +230,7 @@ class Run:
             if point:
                 self.pending.append({"step": self.iteration, "time_ms": int(time.time() * 1000), "metrics": point})
             if self.iteration % run_cfg["ckpt_every"] == 0 or last:
-                self.save_checkpoint()  # also at the end, so a failed evaluation never costs training
+                checkpoint.save(self)  # also at the end, so a failed evaluation never costs training
                 tracker.log_history(self.pending)
                 self.pending = []
                 kill_point(f"checkpoint:{self.iteration}")
@@ -358,7 +258,7 @@ class Run:
             "flop_input_shape": list(shape),
             "step_time_s": statistics.median(times) if times else None,
             "step_time_batch": self.cfg["data"]["batch_size"],
-            **_peak_memory_mib(self.device, self.earlier_peak_bytes),
+            **peak_memory_mib(self.device, self.earlier_peak_bytes),
         }
 
 
@@ -391,16 +291,17 @@ class _progress:
 
 def execute(cfg: dict, out_dir: str | Path, outcome: str | Path | None = None) -> dict:
     """Train (or resume), evaluate and write ``metrics.json``; return its content. With ``outcome``, write that
-    outcome file too (``srlib.results.write_outcome``): FINISHED, or FAILED on a non-finite loss (still raised).
+    outcome file too (``srlib.rundir.record.write_outcome``): FINISHED, or FAILED on a non-finite loss (still
+    raised).
 
-    Holds the run directory's lock throughout (``srlib.rundir``), the outcome's write included. Once
+    Holds the run directory's lock throughout (``srlib.rundir.lock``), the outcome's write included. Once
     ``metrics.json`` is written the rest (MLflow summary, artifacts and status, checkpoint removal) is
-    ``complete``, which a rerun of a finished run repeats safely: a run killed at any instant is finished by its
-    rerun, never retrained or logged twice.
+    ``srlib.rundir.completion.complete``, which a rerun of a finished run repeats safely: a run killed at any
+    instant is finished by its rerun, never retrained or logged twice.
     """
     out_dir = Path(out_dir)
     run = Run(cfg, out_dir)  # validates config and data before the run directory is touched
-    with rundir.lock(out_dir):
+    with lock(out_dir):
         try:
             result = _run_to_record(run, cfg, out_dir)
         except NonFiniteLoss as error:
@@ -415,19 +316,22 @@ def execute(cfg: dict, out_dir: str | Path, outcome: str | Path | None = None) -
 def _run_to_record(run: Run, cfg: dict, out_dir: Path) -> dict:
     """``execute``'s work under the lock: a finished record completed (``complete``), else the run trained
     (resumed from its checkpoint), evaluated and recorded."""
-    done = run.finished_record()
+    # MLflow is imported by runs that log, not by `srlib cost` (its peak memory is the process's)
+    from srlib.rundir.completion import complete, saved_record
+    from srlib.rundir.mlflow_run import open_tracker
+
+    done = saved_record(run)
     if done is not None:
         complete(cfg, out_dir, done)
         return done
-    resumed = run.load_checkpoint()
+    resumed = checkpoint.restore(run)
     if resumed:
         log.info("resuming %s from iteration %d", out_dir, run.iteration)
     else:  # points a process killed before its first checkpoint wrote are not covered by any
         truncate_history(out_dir, 0)
-    replace_durably(out_dir / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
-    from srlib.tracking import run_tags  # MLflow is imported by runs that log, not by `srlib cost`
-
-    tags = {**run_tags(run.hash, str(run.device), cfg["threads"]), DATA_FINGERPRINT: run.data_fingerprint}
+    replace_durably(out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(yaml.safe_dump(cfg, sort_keys=False)))
+    tags = {**run_tags(run.hash, str(run.device), cfg["threads"], torch.backends.cpu.get_cpu_capability()),
+            DATA_FINGERPRINT: run.data_fingerprint}
     tracker = open_tracker(cfg, out_dir, tags)
     if resumed:  # points sent before the kill are sent again with their own timestamps: MLflow keeps one
         tracker.log_history(read_history(out_dir))
@@ -453,32 +357,6 @@ def _run_to_record(run: Run, cfg: dict, out_dir: Path) -> dict:
     return result
 
 
-def complete(cfg: dict, out_dir: Path, record: dict, tracker=None) -> None:
-    """What follows ``metrics.json``: the MLflow run's summary, artifacts and FINISHED status, then the
-    checkpoint's removal. Idempotent (metric points carry the record's timestamp, so MLflow keeps one copy);
-    with ``tracker=None`` it continues the MLflow run whose id the checkpoint folder kept, if any."""
-    checkpoint = out_dir / "checkpoint"
-    if tracker is None:
-        if not checkpoint.exists():
-            return  # completed before
-        if cfg["tracking"]["enabled"] and rundir.read_run_id(out_dir) is not None:
-            tracker = open_tracker(cfg, out_dir, record["tags"])  # the tags the run was opened with
-    if tracker is not None:
-        log_finished_run(tracker, out_dir, record)
-    kill_point("tracking-finished")
-    shutil.rmtree(checkpoint, ignore_errors=True)  # finished: metrics.json is the record
-    kill_point("checkpoint-removed")
-
-
-def log_finished_run(tracker, out_dir: Path, record: dict) -> None:
-    """A finished run's summary metrics, its files as artifacts and the FINISHED status."""
-    tracker.log_summary(record, step=0, timestamp_ms=record["train"].get("finished_at_ms"))
-    for name in RUN_ARTIFACTS:
-        if (out_dir / name).exists():
-            tracker.log_artifact(out_dir / name)
-    tracker.finish("FINISHED")
-
-
 def measure_cost(cfg: dict) -> dict:
     """``srlib cost``: parameters and FLOPs of the test-time and training models, the median step time and
     peak memory over ``run.cost_steps`` real training steps (after warm-up steps), and the tensor memory of
@@ -487,7 +365,7 @@ def measure_cost(cfg: dict) -> dict:
     A config with any SR term on is then timed again against its baseline (the same config with MEA, SR-F
     and SR-L off, so no exits): ``run.cost_steps`` interleaved rounds on the same batches, one step of each
     per round, so machine load hits both alike. ``step_time_ratio`` = {"median", "q1", "q3", "n"} of the
-    per-round ratios (``srlib.stats.ratio_spread``); absent for a baseline config."""
+    per-round ratios (``srlib.cost.ratio_spread``); absent for a baseline config."""
     run = Run(cfg, out_dir=None)
     run.model.train()
     run.iteration = cfg["optim"]["sr_warmup_iters"]  # time the steps with SR switched on
@@ -517,28 +395,3 @@ def _interleaved_ratio(run: "Run", batches: list[dict]) -> dict:
         run.timed_step(batch)
     timed = slice(TIMING_WARMUP_STEPS if len(batches) > TIMING_WARMUP_STEPS else 0, None)  # a short run: all
     return ratio_spread([t for _, t in run.step_times[timed]], [t for _, t in base.step_times[timed]])
-
-
-def _peak_memory_mib(device: torch.device, earlier_bytes: int = 0) -> dict:
-    """Peak memory of the training so far in MiB (CUDA peak allocated, or the process's peak RSS on CPU),
-    at least ``earlier_bytes`` (the peak of the processes a resumed run ran in before)."""
-    peak = peak_memory_so_far(device)
-    return {"peak_memory_mib": max(peak["peak_bytes"], earlier_bytes) / 2**20, "memory_kind": peak["kind"]}
-
-
-def open_tracker(cfg: dict, out_dir: Path, tags: dict):
-    """The run's MLflow run (``srlib.tracking.Tracker``), tagged with the run directory and its identity
-    (``srlib.tracking.run_identity``). A resumed run continues the MLflow run it started (id kept beside the
-    checkpoint as soon as the run exists); where an earlier process began opening one and left no id, the
-    RUNNING run of this identity it created is continued instead of a second one."""
-    from srlib.tracking import IDENTITY_TAG, RUN_DIR_TAG, Tracker, open_run, run_display, run_identity
-
-    tracking = cfg["tracking"]
-    uri = tracking_uri(tracking["uri"])
-    if not tracking["enabled"]:
-        return Tracker(None, None, uri)
-    name, cell_tags = run_display(cfg)  # short name and cell tags, the sweep's when it wrote them
-    identity = run_identity(out_dir, tags[CONFIG_HASH], tags.get(DATA_FINGERPRINT))
-    tags = {**tags, **cell_tags, RUN_DIR_TAG: str(out_dir.resolve()), IDENTITY_TAG: identity}
-    return open_run(uri, tracking["experiment"], name, cfg, tags, run_id=rundir.read_run_id(out_dir),
-                    adopt=rundir.note_opening(out_dir), keep_id=lambda run_id: rundir.write_run_id(out_dir, run_id))

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from srlib.claims import (claims_sections, cost_rows, detectable_effect, effect_row, training_counts,
-                          ratio_row)
+from srlib.report.claims import claims_sections, cost_rows, effect_row, ratio_row, training_counts
+from srlib.report.stats import detectable_effect
 
 BASE = {0: 0.40, 1: 0.42, 2: 0.41, 3: 0.43}
 
@@ -58,7 +58,8 @@ def test_cost_rows_compare_with_the_baseline():
     assert ratio_row("x", None, 1.1, "s")["verdict"] == "not measured"
 
 
-@pytest.mark.parametrize("q1, median, q3, verdict", [(1.02, 1.05, 1.08, "supported"), (1.12, 1.16, 1.19, "contradicted"),
+@pytest.mark.parametrize("q1, median, q3, verdict", [(1.02, 1.05, 1.08, "supported"),
+                                                     (1.12, 1.16, 1.19, "contradicted"),
                                                      (1.06, 1.09, 1.13, "inconclusive")])
 def test_step_time_is_judged_on_the_spread_of_interleaved_rounds(q1, median, q3, verdict):
     base = {"sr": "baseline", "exit": "none", "step_time_s": 1.0}

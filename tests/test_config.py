@@ -1,14 +1,23 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from srlib.config import DEFAULTS, LATER_KEYS, ConfigError, config_hash, flatten, merge, resolve_config
+from srlib.config import (
+    CENTER_SUFFIX, DEFAULTS, FEATURE_NORMS, REGULARIZERS, SR_NAME, SUPERVISIONS, VARIANTS, ConfigError, flatten,
+    load_schema, merge,
+)
 from srlib.data import DATASETS
+from srlib.identity import LATER_KEYS, config_hash
 from srlib.losses import PIXEL_LOSSES
-from srlib.losses.self_regulation import VARIANTS
+from srlib.losses.locally_adaptive import WINDOWS
 from srlib.models import EXITS, HEADS, PRESETS
+from srlib.registries import resolve_config
+from srlib.sweep.benchmark import SETTING_NAME
+
+BENCHMARK_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def write(tmp_path, data, name="run.yaml"):
@@ -72,6 +81,23 @@ def test_names_are_those_of_the_registries(key):
         assert flatten(resolve_config(None, [f"{key}={name}"]))[key] == name
     with pytest.raises(ConfigError, match=f"{key}'.*unknown value 'nope'; valid: {', '.join(valid)}$"):
         resolve_config(None, [f"{key}=nope"])
+
+
+def test_both_schemas_use_the_names_of_srlib_config():
+    run = load_schema()["properties"]
+    assert run["data"]["properties"]["supervision"]["enum"] == list(SUPERVISIONS)
+    assert run["loss"]["properties"]["regularizer"]["enum"] == [None, *REGULARIZERS]
+    assert run["loss"]["properties"]["feature_norm"]["enum"] == list(FEATURE_NORMS)
+    assert run["loss"]["properties"]["lal"]["properties"]["window"]["enum"] == list(WINDOWS)
+    bench = yaml.safe_load(BENCHMARK_SCHEMA.read_text())["properties"]
+    axes = bench["axes"]["properties"]
+    schema = yaml.safe_load(BENCHMARK_SCHEMA.read_text())
+    assert axes["sr"]["items"] == bench["cost"]["properties"]["sr"]["items"] == {"$ref": "#/$defs/sr_combination"}
+    assert schema["$defs"]["sr_combination"]["pattern"] == f"^(all|baseline|{SR_NAME})$"
+    assert axes["supervision"]["items"]["pattern"] == (
+        f"^({'|'.join(SUPERVISIONS)})(\\+({'|'.join(REGULARIZERS)}))?$")
+    assert axes["pixel"]["items"]["pattern"].endswith(f"({re.escape(CENTER_SUFFIX)})?$")
+    assert axes["settings"]["propertyNames"]["pattern"] == SETTING_NAME
 
 
 def test_unknown_preset_lists_valid_names(tmp_path):

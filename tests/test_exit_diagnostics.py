@@ -11,7 +11,7 @@ import yaml
 from mlflow import MlflowClient
 
 from srlib.cli import main
-from srlib.config import resolve_config
+from srlib.registries import resolve_config
 from srlib.evaluate import evaluate
 from srlib.metrics import ExitAgreement
 from srlib.train import Run

@@ -10,7 +10,8 @@ from scipy import ndimage
 
 from srlib.data import synth_looks
 from srlib.data.generated import CLASSES, SPLITS, GeneratedDataset
-from srlib.data.synth import CONFUSABLE_PAIRS, generate, save_sample_grid
+from srlib.data.generated import save_sample_grid
+from srlib.data.synth import CONFUSABLE_PAIRS, generate
 from srlib.data.transforms import eval_transform
 
 SIZE = 48

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from srlib.config import DEFAULTS
 from srlib.losses import PIXEL_LOSSES, build_pixel_loss
-from srlib.losses.center import DEFAULT_LAMBDA, CenterLoss
+from srlib.losses.center import CenterLoss
 from srlib.losses.locally_adaptive import (
     _gathered_window_matches,
     _SameLabelPooling,
@@ -61,7 +62,8 @@ def halves(batch, height, width):
 
 
 @pytest.mark.parametrize("window", [3, 5, 7])
-@pytest.mark.parametrize("shape, labels", [((2, 3, 9, 9), "blocky"), ((1, 4, 5, 4), "blocky"), ((1, 3, 12, 16), "halves")])
+@pytest.mark.parametrize("shape, labels", [((2, 3, 9, 9), "blocky"), ((1, 4, 5, 4), "blocky"),
+                                           ((1, 3, 12, 16), "halves")])
 def test_lal_matches_the_pixel_loop_in_value_and_gradient(window, shape, labels):
     torch.manual_seed(window)
     logits = (3 * torch.randn(shape, dtype=torch.float64)).requires_grad_()
@@ -86,7 +88,8 @@ def test_lal_reference_cases_cover_both_pooling_forms():
     """The loop test's labels exercise convolution-plus-correction and the sparse-only form."""
     forms = set()
     for window in (3, 5, 7):
-        for target in (blocky_labels(2, 9, 9, 3, seed=window), blocky_labels(1, 5, 4, 4, seed=window), halves(1, 12, 16)):
+        for target in (blocky_labels(2, 9, 9, 3, seed=window), blocky_labels(1, 5, 4, 4, seed=window),
+                       halves(1, 12, 16)):
             forms.add(_SameLabelPooling(target, window, IGNORE, torch.float64).sparse_only)
     assert forms == {False, True}
 
@@ -195,7 +198,7 @@ def test_center_loss_centres_move_toward_class_means_in_training_only():
     before = center.centers.clone()
     center(features, target)
     assert torch.equal(center.centers, before)
-    assert DEFAULT_LAMBDA == 3e-4
+    assert DEFAULTS["loss"]["w_center"] == 3e-4  # the paper's lambda
 
 
 @pytest.mark.parametrize("name", PIXEL_LOSSES)
@@ -236,7 +239,6 @@ def test_registry_names_and_errors():
 
 
 def test_run_loss_adds_the_center_loss_to_any_pixel_loss_and_keeps_its_centres():
-    from srlib.config import DEFAULTS
     from srlib.losses import RunLoss
 
     info = {"num_classes": 3, "background_index": 0}

@@ -51,7 +51,8 @@ def test_segmentor_backbone_gets_the_weights_and_their_normalisation(name):
     """``pretrained: imagenet`` loads the source into the features model, which sees the source's normalisation
     although srlib's transforms standardise with ImageNet statistics."""
     source = SOURCES[name]
-    model = build_segmentor(source["backbone"], "fcn", 3, exit_type="light", output_stride=8, pretrained="imagenet").eval()
+    model = build_segmentor(source["backbone"], "fcn", 3, exit_type="light", output_stride=8,
+                            pretrained="imagenet").eval()
     classifier = _classifier(name)
     assert torch.equal(model.backbone.body.conv_stem.weight, classifier.conv_stem.weight)
     with torch.no_grad():
@@ -61,7 +62,8 @@ def test_segmentor_backbone_gets_the_weights_and_their_normalisation(name):
 
 
 def test_named_source_for_another_backbone_is_refused():
-    with pytest.raises(ValueError, match="'efficientnet_lite0' holds weights for 'tf_efficientnet_lite0'.*'mobilenetv2_100'"):
+    with pytest.raises(ValueError,
+                       match="'efficientnet_lite0' holds weights for 'tf_efficientnet_lite0'.*'mobilenetv2_100'"):
         build_segmentor("mobilenetv2_100", "fcn", 3, pretrained="efficientnet_lite0")
     with pytest.raises(ValueError, match="imagenet has no installed weights for backbone 'resnet18'"):
         build_segmentor("resnet18", "fcn", 3, pretrained="imagenet")

@@ -1,4 +1,4 @@
-"""What a run reads: two configs that ``srlib.config.reading_hash`` calls the same train bitwise the same, so a
+"""What a run reads: two configs that ``srlib.identity.reading_hash`` calls the same train bitwise the same, so a
 settings sweep may train them once; and configs it tells apart do differ."""
 
 import copy
@@ -6,7 +6,8 @@ import copy
 import pytest
 import torch
 
-from srlib.config import reading_hash, resolve_config
+from srlib.identity import reading_hash
+from srlib.registries import resolve_config
 from srlib.train import Run
 
 CELLS = {
@@ -20,7 +21,8 @@ UNREAD = [
     ("baseline", {"model": {"exit": "official", "exit_width": 8, "min_exit_stride": 4}}),
     ("baseline", {"loss": {"variant": "paper", "w_seg": 0.1, "w_cls": 0.3, "w_srf": 0.5, "w_srl": 2.0, "tau": 3.0}}),
     ("baseline", {"optim": {"sr_warmup_iters": 1}, "loss": {"feature_dim": 8, "feature_norm": "power"}}),
-    ("mea", {"loss": {"w_srf": 0.5, "w_srl": 2.0, "tau": 3.0, "feature_norm": "power"}, "optim": {"sr_warmup_iters": 1}}),
+    ("mea", {"loss": {"w_srf": 0.5, "w_srl": 2.0, "tau": 3.0, "feature_norm": "power"},
+             "optim": {"sr_warmup_iters": 1}}),
     ("mea", {"model": {"exit_width": 8}}),  # a light exit has no hidden width
     ("mea+srl", {"loss": {"variant": "paper-features", "w_srf": 0.5, "feature_dim": 8}}),
     ("mea+srf", {"loss": {"w_srl": 2.0, "focal": {"gamma": 1.0}, "lal": {"window": 3}, "center_alpha": 0.1}}),

@@ -9,9 +9,11 @@ import torch
 from mlflow import MlflowClient
 
 from srlib.cli import main
-from srlib.config import ConfigError, config_hash, resolve_config
+from srlib.config import ConfigError
+from srlib.identity import config_hash
+from srlib.registries import resolve_config
 from srlib.losses import PIXEL_LOSSES
-from srlib.results import write_json_atomic
+from srlib.files import write_json_atomic
 from srlib.train import Run
 
 ITERS = 12  # the config fixture's iterations (conftest.py)
@@ -93,7 +95,8 @@ def test_bad_input_to_each_command_is_one_line_naming_it(config, tmp_path, capsy
     refused(["run", str(config), "--out", str(tmp_path / "o"), "--set", "optim.lr=[1"], "--set optim.lr=[1: ")
     assert not (tmp_path / "o").exists()
     refused(["run", str(config), "--out", str(tmp_path / "o"), "--set", "model.preset=deeplab_nope",
-             "--set", f"data.root={tmp_path / 'nowhere'}"], "'model.preset': unknown value 'deeplab_nope'")  # not the root
+             "--set", f"data.root={tmp_path / 'nowhere'}"],
+            "'model.preset': unknown value 'deeplab_nope'")  # not the root
     refused(["cost", str(config), "--out", str(tmp_path)], f"--out {tmp_path} is a directory")  # before measuring
     runs = tmp_path / "runs"
     (runs / "half").mkdir(parents=True)
@@ -103,7 +106,8 @@ def test_bad_input_to_each_command_is_one_line_naming_it(config, tmp_path, capsy
             "no 'metrics'")
     (runs / "yaml").mkdir()
     (runs / "yaml" / "config.yaml").write_text("a: [")
-    refused(["tables", str(runs / "yaml"), "--out", str(tmp_path / "t")], f"{runs / 'yaml' / 'config.yaml'} is not valid YAML")
+    refused(["tables", str(runs / "yaml"), "--out", str(tmp_path / "t")],
+            f"{runs / 'yaml' / 'config.yaml'} is not valid YAML")
     cost = tmp_path / "cost" / "dataset~g" / "preset~p" / "pixel~ce" / "exit~none" / "sr~baseline.json"
     cost.parent.mkdir(parents=True)
     cost.write_text("{}")
@@ -166,7 +170,8 @@ def test_a_pixel_loss_registered_at_run_time_validates_and_trains_a_step(data_ro
     cfg = {"threads": 1, "data": {"root": str(data_root), "crop_size": 32, "batch_size": 2},
            "model": {"preset": "fcn_mobilenetv2_050", "exit": "light"},
            "loss": {"pixel": "toy", "mea": True, "srf": True}, "tracking": {"enabled": False}}
-    with pytest.raises(ConfigError, match=f"'loss.pixel': unknown value 'toy'; valid: {', '.join(sorted(PIXEL_LOSSES))}"):
+    with pytest.raises(ConfigError,
+                       match=f"'loss.pixel': unknown value 'toy'; valid: {', '.join(sorted(PIXEL_LOSSES))}"):
         resolve_config(cfg)
     monkeypatch.setitem(PIXEL_LOSSES, "toy", toy_pixel_loss)
     run = Run(resolve_config(cfg), out_dir=None)

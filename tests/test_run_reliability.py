@@ -1,6 +1,6 @@
 """A run killed at any instant, run twice at once, or pointed at other data: nothing lost, nothing done twice.
 
-Kills are exact: ``SRLIB_KILL_AT=<point>`` makes ``srlib run`` SIGKILL itself there (``srlib.rundir.kill_point``).
+Kills are exact: ``SRLIB_KILL_AT=<point>`` makes ``srlib run`` SIGKILL itself there (``srlib.files.kill_point``).
 """
 
 import json
@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from srlib import rundir
+from srlib import files
+from srlib.rundir import layout, lock, mlflow_run
 from srlib.data.synth import generate
 
 ITERS = 12  # the config fixture's iterations (conftest.py): checkpoints at 4, 8, 12; losses logged every 2
 
 
 def srlib(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, rundir.KILL_ENV: kill_at} if kill_at else None
+    env = {**os.environ, files.KILL_ENV: kill_at} if kill_at else None
     return subprocess.run([sys.executable, "-m", "srlib", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -104,7 +105,7 @@ def test_a_run_killed_while_writing_its_outcome_leaves_no_temporary_file(config,
 
 def test_a_second_process_on_a_busy_run_directory_is_refused_naming_the_holder(config, tmp_path):
     out = tmp_path / "run"
-    with rundir.lock(out):
+    with lock.lock(out):
         done = srlib("run", str(config), "--out", str(out))
     assert done.returncode == 1
     assert str(out) in done.stderr and str(os.getpid()) in done.stderr and "Traceback" not in done.stderr
@@ -216,10 +217,10 @@ def test_a_diverged_run_without_outcome_and_an_unwritable_out_end_in_one_line(co
 def test_an_empty_or_damaged_mlflow_run_id_is_treated_as_absent(tmp_path):
     (tmp_path / "checkpoint").mkdir()
     for text in ("", "\n", "not an id/../x"):
-        (tmp_path / "checkpoint" / rundir.RUN_ID_FILE).write_text(text)
-        assert rundir.read_run_id(tmp_path) is None
-    rundir.write_run_id(tmp_path, "0123abcd")
-    assert rundir.read_run_id(tmp_path) == "0123abcd"
+        (tmp_path / "checkpoint" / layout.RUN_ID_FILE).write_text(text)
+        assert mlflow_run.read_run_id(tmp_path) is None
+    mlflow_run.write_run_id(tmp_path, "0123abcd")
+    assert mlflow_run.read_run_id(tmp_path) == "0123abcd"
 
 
 def test_results_are_readable_by_collaborators(config, tmp_path):

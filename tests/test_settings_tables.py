@@ -7,7 +7,8 @@ import json
 import pytest
 from snakemake.utils import validate
 
-from srlib import sweep, tables
+from srlib.sweep import benchmark, cells
+from srlib.report import tables
 from test_sweep import READINGS, SCHEMA
 
 BENCH = {**copy.deepcopy(READINGS), "name": "settings"}
@@ -27,7 +28,7 @@ def _record(run: dict) -> dict:
         metrics.update({"exit1_miou": 0.09, "exit2_miou": metrics["miou"], "teacher_agreement": 0.96,
                         "head_accuracy_teacher_wrong": 0.03})
     config = {"seed": seed, "data": {"name": "generated"}, "model": {"preset": run["preset"], "exit": "light"},
-              "loss": {"variant": run["setting"], "tau": 1.0, "pixel": "ce", **sweep.sr_flags(sr)}}
+              "loss": {"variant": run["setting"], "tau": 1.0, "pixel": "ce", **cells.sr_flags(sr)}}
     return {"status": "FINISHED", "config": config, "metrics": metrics, "classes": ["bg", "a", "b"],
             "train": {"final_terms": {"srf_gap": 0.25} if "srf" in sr else {}}, "cost": {}}
 
@@ -36,7 +37,7 @@ def _record(run: dict) -> dict:
 def settings_runs(tmp_path):
     bench = copy.deepcopy(BENCH)
     validate(bench, SCHEMA)
-    sw = sweep.expand(bench)
+    sw = benchmark.expand(bench)
     for run, run_dir in zip(sw["runs"], sw["run_dirs"]):
         path = tmp_path / run_dir
         path.mkdir(parents=True)
@@ -54,7 +55,8 @@ def test_every_setting_has_its_rows_and_shares_the_runs_it_reads_alike(settings_
     for section in (official, paper):
         assert "| baseline " in section and "(n=3)" in section  # the one baseline under both
     def baseline_cells(section):
-        return [[cell.strip() for cell in line.split("|")] for line in section.splitlines() if line.startswith("| baseline")]
+        return [[cell.strip() for cell in line.split("|")] for line in section.splitlines()
+                if line.startswith("| baseline")]
 
     assert baseline_cells(official) == baseline_cells(paper)
     claims = (tmp_path / "out" / "claims.md").read_text()
@@ -81,7 +83,8 @@ def test_without_the_benchmark_each_run_shows_under_its_own_setting_only(setting
 def test_the_picture_grid_shows_the_baseline_once_and_full_sr_under_each_setting(settings_runs, tmp_path):
     import numpy as np
 
-    from srlib import figures, results
+    from srlib.report import figures
+    from srlib.report import frames
 
     bench, runs = settings_runs
     rng = np.random.default_rng(0)
@@ -90,7 +93,7 @@ def test_the_picture_grid_shows_the_baseline_once_and_full_sr_under_each_setting
         np.savez(run_dir / "predictions.npz", images=rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8), masks=masks,
                  preds=masks)
     served, settings = tables._served(bench)
-    frame = results.collect_runs(str(runs / "**" / "seed~*"), served, settings)
+    frame = frames.collect_runs(str(runs / "**" / "seed~*"), served, settings)
     _, seed, shown = figures._prediction_runs(frame, "mea+srf")
     assert seed == 0 and [(run["sr"], run["setting"]) for run in shown] == [
         ("baseline", "official"), ("mea+srf", "official"), ("mea+srf", "paper")]  # the shared baseline once

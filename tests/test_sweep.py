@@ -8,7 +8,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from srlib import sweep
+from srlib.sweep import benchmark, cells, run_configs
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -30,22 +30,22 @@ BENCH = {
 def expanded(bench: dict) -> dict:
     bench = copy.deepcopy(bench)
     validate(bench, SCHEMA)  # fills the schema defaults, as Snakemake does
-    return sweep.expand(bench)
+    return benchmark.expand(bench)
 
 
 def test_sr_names_are_canonical_and_labelled():
-    assert sweep.canonical_sr("srl+mea") == "mea+srl"
-    assert sweep.sr_label("mea+srf+srl") == "+MEA+SR-F+SR-L"
-    assert sweep.sr_from_flags(sweep.sr_flags("srf+srl")) == "srf+srl"
+    assert cells.canonical_sr("srl+mea") == "mea+srl"
+    assert cells.sr_label("mea+srf+srl") == "+MEA+SR-F+SR-L"
+    assert cells.sr_from_flags(cells.sr_flags("srf+srl")) == "srf+srl"
     with pytest.raises(ValueError, match=r"'mea\+mae'"):
-        sweep.canonical_sr("mea+mae")
-    assert sweep.expand_sr(["all"], "axes.sr") == list(sweep.SR_ORDER)
+        cells.canonical_sr("mea+mae")
+    assert benchmark.expand_sr(["all"], "axes.sr") == list(cells.SR_ORDER)
 
 
 def test_pixel_labels_round_trip_through_the_run_config():
     for label in ("ce", "lal", "ce+center", "focal+center"):
-        assert sweep.pixel_label(sweep.pixel_flags(label)) == label
-    assert sweep.pixel_flags("ce") == {"pixel": "ce"}  # configs without center keep their old shape
+        assert cells.pixel_label(cells.pixel_flags(label)) == label
+    assert cells.pixel_flags("ce") == {"pixel": "ce"}  # configs without center keep their old shape
 
 
 def test_runs_are_the_product_of_the_axes_in_table_order():
@@ -54,7 +54,7 @@ def test_runs_are_the_product_of_the_axes_in_table_order():
     assert len(sw["runs"]) == 1 * 2 * 2 * 2 * 2
     first = sw["run_dirs"][0]
     assert first == ("results/unit/runs/dataset~generated/preset~p1/pixel~ce/sr~baseline/seed~0")
-    assert sweep.generated_root(sw["datasets"]["generated"]["generate"]) == \
+    assert benchmark.generated_root(sw["datasets"]["generated"]["generate"]) == \
         "results/data/generated/size~32/train~2000/val~500/test~500/seed~0"
     # cost: per dataset x preset x pixel loss x SR combination, the baseline without exits
     assert sorted((c["preset"], c["pixel"], c["exit"]) for c in sw["costs"]) == [
@@ -64,37 +64,38 @@ def test_runs_are_the_product_of_the_axes_in_table_order():
 def test_paths_spell_the_axes_and_parse_back():
     sw = expanded(BENCH)
     for run, run_dir in zip(sw["runs"], sw["run_dirs"]):
-        assert sweep.path_axes(run_dir) == run
-        assert sweep.run_axes(run_dir, None) == {**run, "setting": "", "seed": int(run["seed"])}
+        assert cells.path_axes(run_dir) == run
+        assert cells.run_axes(run_dir, None) == {**run, "setting": "", "seed": int(run["seed"])}
     cost = sw["cost_files"][-1]
-    assert sweep.path_axes(cost) == {"dataset": "generated", "preset": "p2", "pixel": "focal+center", "exit": "light",
+    assert cells.path_axes(cost) == {"dataset": "generated", "preset": "p2", "pixel": "focal+center", "exit": "light",
                                      "sr": "mea+srl"}
 
 
 def test_run_dir_without_segments_takes_its_axes_from_the_config():
     cfg = {"seed": 3, "data": {"name": "voc_aug"}, "model": {"preset": "p"},
            "loss": {"pixel": "ce", "center": True, "mea": True, "srf": False, "srl": True}}
-    assert sweep.run_axes("somewhere/run", sweep.config_axes(cfg)) == {
+    assert cells.run_axes("somewhere/run", cells.config_axes(cfg)) == {
         "dataset": "voc_aug", "preset": "p", "pixel": "ce+center", "setting": "", "sr": "mea+srl", "seed": 3}
     with pytest.raises(ValueError, match="no key~value path segments"):
-        sweep.run_axes("somewhere/run", None)
+        cells.run_axes("somewhere/run", None)
 
 
 def test_run_config_is_base_dataset_overrides_then_axes():
     sw = expanded(BENCH)
     run = {"dataset": "generated", "preset": "p2", "pixel": "focal+center", "sr": "mea+srl", "seed": "1"}
-    cfg = sweep.run_config(sw, run)
+    cfg = run_configs.run_config(sw, run)
     assert cfg["optim"] == {"iters": 3, "lr": 0.5}
     assert cfg["loss"] == {"pixel": "focal", "center": True, "mea": True, "srf": False, "srl": True}
     assert (cfg["seed"], cfg["threads"], cfg["model"]["preset"]) == (1, 2, "p2")
     assert cfg["data"]["root"] == sw["datasets"]["generated"]["root"]
     assert cfg["tracking"] == {  # display-only: the run's MLflow name (axes that vary in front) and cell tags
-        "enabled": True, "uri": cfg["tracking"]["uri"], "experiment": "unit", "run_name": "p2 · focal+center · mea+srl · s1",
+        "enabled": True, "uri": cfg["tracking"]["uri"], "experiment": "unit",
+        "run_name": "p2 · focal+center · mea+srl · s1",
         "tags": {"benchmark": "unit", **run}}
-    other = sweep.run_config(sw, {**run, "preset": "p1"})
+    other = run_configs.run_config(sw, {**run, "preset": "p1"})
     assert "lr" not in other["optim"]  # the override matches p2 only
     cell = {"dataset": "generated", "preset": "p1", "pixel": "focal+center", "exit": "official", "sr": "mea+srl"}
-    cost = sweep.cost_config(sw, cell)
+    cost = run_configs.cost_config(sw, cell)
     assert cost["model"]["exit"] == "official" and cost["tracking"]["enabled"] is False
     assert (cost["loss"]["pixel"], cost["loss"]["center"], cost["seed"]) == ("focal", True, 0)  # the sweep's first seed
 
@@ -113,7 +114,7 @@ def test_run_config_is_base_dataset_overrides_then_axes():
 def test_bad_benchmarks_are_rejected_naming_the_key(change, named):
     bench = copy.deepcopy(BENCH)
     change(bench)
-    with pytest.raises(sweep.BenchmarkError) as error:
+    with pytest.raises(benchmark.BenchmarkError) as error:
         expanded(bench)
     assert named in str(error.value)
 
@@ -144,7 +145,8 @@ READINGS = {
 
 def _served(sw: dict) -> dict[str, list[str]]:
     """run dir below runs/ -> the settings it serves."""
-    return {run_dir.split("/runs/")[1]: sw["served"][sweep.cell_key(run)] for run, run_dir in zip(sw["runs"], sw["run_dirs"])}
+    return {run_dir.split("/runs/")[1]: sw["served"][cells.cell_key(run)]
+            for run, run_dir in zip(sw["runs"], sw["run_dirs"])}
 
 
 def test_settings_are_an_axis_whose_cells_that_read_the_same_train_once():
@@ -169,15 +171,15 @@ def test_settings_are_an_axis_whose_cells_that_read_the_same_train_once():
 def test_a_setting_is_merged_before_the_overrides_and_tagged():
     sw = expanded(READINGS)
     run = {"dataset": "generated", "preset": "p1", "pixel": "ce", "setting": "paper", "sr": "mea+srf", "seed": "0"}
-    cfg = sweep.run_config(sw, run)
+    cfg = run_configs.run_config(sw, run)
     assert cfg["loss"]["variant"] == "paper" and cfg["loss"]["tau"] == 2.0
     assert cfg["tracking"]["tags"] == {"benchmark": "readings", "dataset": "generated", "preset": "p1",
                                        "pixel": "ce", "setting": "paper", "sr": "mea+srf", "seed": "0",
                                        "serves": "paper"}
     assert cfg["tracking"]["run_name"] == "paper · mea+srf · s0"
-    base = sweep.run_config(sw, {**run, "setting": "official", "sr": "baseline"})
+    base = run_configs.run_config(sw, {**run, "setting": "official", "sr": "baseline"})
     assert base["tracking"]["tags"]["serves"] == "official,paper,paper-features,wide"
-    assert sweep.config_axes({**base, "seed": 0})["setting"] == "official"
+    assert cells.config_axes({**base, "seed": 0})["setting"] == "official"
 
 
 def test_cost_jobs_are_shared_across_settings_like_runs():
@@ -186,7 +188,7 @@ def test_cost_jobs_are_shared_across_settings_like_runs():
     job = "dataset~generated/preset~p1/pixel~ce/setting~{}/exit~{}/sr~{}.json"
     assert files == [job.format("official", "none", "baseline"), *[job.format(s, "light", "mea+srf") for s in (
         "official", "paper", "paper-features")], job.format("wide", "official", "mea+srf")]  # its runs' own exit
-    assert sweep.path_axes(files[1])["setting"] == "official"
+    assert cells.path_axes(files[1])["setting"] == "official"
 
 
 @pytest.mark.parametrize("change, named", [
@@ -199,14 +201,15 @@ def test_cost_jobs_are_shared_across_settings_like_runs():
 def test_settings_that_set_what_an_axis_owns_or_unknown_keys_are_refused(change, named):
     bench = copy.deepcopy(READINGS)
     change(bench["axes"]["settings"])
-    with pytest.raises(sweep.BenchmarkError) as error:
-        sweep.expand(bench)  # unvalidated: the schema's name pattern is checked by the workflow
+    with pytest.raises(benchmark.BenchmarkError) as error:
+        benchmark.expand(bench)  # unvalidated: the schema's name pattern is checked by the workflow
     assert named in str(error.value)
 
 
 @pytest.mark.parametrize("name", ["default", "losses", "weak"])
 def test_benchmarks_without_settings_keep_the_committed_runs_paths_and_hashes(name):
-    from srlib.config import DEFAULTS, config_hash, merge, resolve_auto
+    from srlib.config import DEFAULTS, merge, resolve_auto
+    from srlib.identity import config_hash
 
     sw = expanded(yaml.safe_load((REPO / "benchmarks" / f"{name}.yaml").read_text()))
     assert "setting" not in sw["axes"] and sw["served"] == {}
@@ -214,6 +217,6 @@ def test_benchmarks_without_settings_keep_the_committed_runs_paths_and_hashes(na
     for path in (REPO / "results" / name / "reference_runs").glob("**/metrics.json"):
         committed[str(path.parent.relative_to(REPO / "results" / name / "reference_runs"))] = \
             json.loads(path.read_text())["config_hash"]
-    ours = {run_dir.split("/runs/")[1]: config_hash(resolve_auto(merge(DEFAULTS, sweep.run_config(sw, run))))
+    ours = {run_dir.split("/runs/")[1]: config_hash(resolve_auto(merge(DEFAULTS, run_configs.run_config(sw, run))))
             for run, run_dir in zip(sw["runs"], sw["run_dirs"])}
     assert committed and {d: ours.get(d) for d in committed} == committed

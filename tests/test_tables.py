@@ -1,4 +1,4 @@
-"""srlib.tables on synthetic run directories: statistics, FAILED / MISSING cells, cost ratios, figures."""
+"""srlib.report on synthetic run directories: statistics, FAILED / MISSING cells, cost ratios, figures."""
 
 import json
 import math
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from srlib import figures, results, stats, tables
-from srlib.sweep import FULL_SR
+from srlib.report import costs, figures, format, stats, tables
+from srlib.report import frames
+from srlib.sweep.cells import FULL_SR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,8 +121,10 @@ def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
         path = tmp_path / "cost" / "dataset~gen" / "preset~tiny" / f"exit~{exit_type}" / f"sr~{sr}.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"params_test": 1000, "params_train": params, "macs_test": 5 * 10**8,
-                                    "macs_train": 5 * 10**8 if sr == "baseline" else 6 * 10**8, "step_time_s": 0.2 if sr == "baseline" else 0.3,
-                                    "peak_memory_mib": 100.0 if sr == "baseline" else 150.0, "memory_kind": "cpu_peak_rss",
+                                    "macs_train": 5 * 10**8 if sr == "baseline" else 6 * 10**8,
+                                    "step_time_s": 0.2 if sr == "baseline" else 0.3,
+                                    "peak_memory_mib": 100.0 if sr == "baseline" else 150.0,
+                                    "memory_kind": "cpu_peak_rss",
                                     "step_tensor_memory_mib": 40.0 if sr == "baseline" else 52.0}))
         files.append(path)
     tables.build_tables(str(bench / "runs/**/seed~*"), bench / "out", cost_files=files)
@@ -134,11 +137,11 @@ def test_cost_table_gives_ratios_to_the_baseline(bench, tmp_path):
 def test_finished_outcome_without_metrics_is_an_error_naming_the_file(bench):
     (_run_dir(bench, "baseline", 1) / "metrics.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"sr~baseline/seed~1/metrics.json"):
-        results.collect_runs(str(bench / "runs/**/seed~*"))
+        frames.collect_runs(str(bench / "runs/**/seed~*"))
 
 
 def test_picture_grid_falls_back_to_a_note_without_predictions(bench, tmp_path):
-    frame = results.collect_runs(str(bench / "runs/**/seed~*"))
+    frame = frames.collect_runs(str(bench / "runs/**/seed~*"))
     assert figures._prediction_runs(frame, FULL_SR)[1] == 0
     for path in (bench / "runs").rglob("predictions.npz"):
         path.unlink()
@@ -148,17 +151,18 @@ def test_picture_grid_falls_back_to_a_note_without_predictions(bench, tmp_path):
 
 def test_cost_tables_are_split_by_pixel_loss_with_their_own_baselines():
     def record(pixel, sr, step):
-        return {"dataset": "gen", "preset": "tiny", "pixel": pixel, "sr": sr, "exit": "none" if sr == "baseline" else "light",
+        return {"dataset": "gen", "preset": "tiny", "pixel": pixel, "sr": sr,
+                "exit": "none" if sr == "baseline" else "light",
                 "params_test": 1000, "params_train": 1000, "step_time_s": step}
 
     records = [record("ce", "baseline", 0.1), record("ce", "mea+srf+srl", 0.2),
                record("lal", "baseline", 0.4), record("lal", "mea+srf+srl", 0.5)]
-    sections = tables.cost_sections({"costs": records, "costs_from_runs": True})
+    sections = costs.cost_sections({"costs": records, "costs_from_runs": True})
     assert [s["title"] for s in sections] == ["gen · tiny · pixel loss ce", "gen · tiny · pixel loss lal"]
     assert list(sections[0]["frame"]["step time"]) == ["0.100 s (×1.000)", "0.200 s (×2.000)"]
     assert list(sections[1]["frame"]["step time"]) == ["0.400 s (×1.000)", "0.500 s (×1.250)"]
     records[1]["step_time_ratio"] = {"median": 1.159, "q1": 1.14, "q3": 1.184, "n": 10}  # interleaved rounds win
-    [ce, _] = tables.cost_sections({"costs": records, "costs_from_runs": False})
+    [ce, _] = costs.cost_sections({"costs": records, "costs_from_runs": False})
     assert list(ce["frame"]["step time"]) == ["0.100 s (×1.000)", "0.200 s (×1.159, IQR 1.140–1.184)"]
 
 
@@ -193,13 +197,13 @@ def test_tables_html_shows_description_status_and_both_figures(bench):
 
 
 def test_score_intervals_stay_within_0_and_100_percent():
-    assert tables._pct(0.027, 0.106) == "2.7 (0.0–13.3)"
-    assert tables._pct(0.99, 0.05) == "99.0 (94.0–100.0)"
-    assert tables._pct(0.38, 0.019) == "38.0 ± 1.9"
-    assert tables._pct(-0.276, 0.086, signed=True) == "-27.6 ± 8.6"  # differences are not clipped
+    assert format.percent(0.027, 0.106) == "2.7 (0.0–13.3)"
+    assert format.percent(0.99, 0.05) == "99.0 (94.0–100.0)"
+    assert format.percent(0.38, 0.019) == "38.0 ± 1.9"
+    assert format.percent(-0.276, 0.086, signed=True) == "-27.6 ± 8.6"  # differences are not clipped
 
 
-@pytest.mark.parametrize("name", ["default", "losses", "weak", "readings", "sensitivity"])
+@pytest.mark.parametrize("name", sorted(path.parent.name for path in (REPO / "results").glob("*/reference_runs")))
 def test_committed_result_tables_rebuild_byte_for_byte_from_their_records(name, tmp_path):
     # What each results/<bench>/README.md promises: srlib tables over the committed run records and cost files
     # writes the committed .md and .html tables again, byte for byte (a caption changed in code fails here

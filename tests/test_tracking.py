@@ -15,17 +15,19 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from srlib import sweep, tracking
+from srlib.sweep import run_configs
+from srlib.tracking import provenance, store
+from srlib.tracking import tracker as run_tracker
 from srlib.config import DEFAULTS, TRACKING_DB_NAME, merge, tracking_uri
-from srlib.tracking_import import import_runs
+from srlib.rundir.importer import import_runs
 
 
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory):
     """A store with its tables created once per session (creating tables takes seconds)."""
     uri = tracking_uri(None, tmp_path_factory.mktemp("template"))
-    tracking.ensure_experiment(uri, "template")
-    return tracking._sqlite_path(uri)
+    store.ensure_experiment(uri, "template")
+    return store._sqlite_path(uri)
 
 
 @pytest.fixture
@@ -50,8 +52,8 @@ def test_tracking_uri_resolution_order(tmp_path, monkeypatch):
 
 def test_ensure_experiment_creates_store_once(tmp_path):
     uri = tracking_uri(None, tmp_path / "results")
-    first = tracking.ensure_experiment(uri, "bench")
-    assert tracking.ensure_experiment(uri, "bench") == first
+    first = store.ensure_experiment(uri, "bench")
+    assert store.ensure_experiment(uri, "bench") == first
     experiments = MlflowClient(tracking_uri=uri).search_experiments(filter_string="name = 'bench'")
     assert [e.experiment_id for e in experiments] == [first]
     assert experiments[0].artifact_location == (tmp_path / "results" / "mlruns").resolve().as_uri()
@@ -59,8 +61,8 @@ def test_ensure_experiment_creates_store_once(tmp_path):
 
 def test_run_logs_flat_params_metrics_per_step_tags_and_artifacts(uri, tmp_path):
     config = {"model": {"backbone": "resnet18", "exits": [1, 2]}, "lr": 0.01}
-    tags = tracking.run_tags("abc123", device="cpu", threads=1)
-    with tracking.open_run(uri, "bench", "run-a", config, tags) as tracker:
+    tags = provenance.run_tags("abc123", device="cpu", threads=1, cpu_capability="default")
+    with run_tracker.open_run(uri, "bench", "run-a", config, tags) as tracker:
         assert tracker.active
         for step, loss in enumerate([1.0, 0.5, 0.25]):
             tracker.log_metrics({"loss/total": loss, "lr": 0.01}, step)
@@ -86,13 +88,13 @@ def test_run_logs_flat_params_metrics_per_step_tags_and_artifacts(uri, tmp_path)
 
 def test_exception_in_block_marks_run_failed(uri):
     with pytest.raises(FloatingPointError):
-        with tracking.open_run(uri, "bench", "run-b", {}, {}) as tracker:
+        with run_tracker.open_run(uri, "bench", "run-b", {}, {}) as tracker:
             raise FloatingPointError("loss is nan at iteration 3")
     assert [r.info.status for r in runs_of(uri, "bench")] == ["FAILED"]
 
 
 def test_bad_metric_value_and_status_are_rejected(uri):
-    tracker = tracking.open_run(uri, "bench", "run-c", {}, {})
+    tracker = run_tracker.open_run(uri, "bench", "run-c", {}, {})
     with pytest.raises(ValueError, match="'per_class'"):
         tracker.log_metrics({"per_class": [0.1, 0.2]}, 0)
     with pytest.raises(ValueError, match="FINISHED"):
@@ -100,9 +102,9 @@ def test_bad_metric_value_and_status_are_rejected(uri):
 
 
 def test_resume_continues_the_same_run(uri):
-    first = tracking.open_run(uri, "bench", "run-d", {"lr": 0.1}, {})
+    first = run_tracker.open_run(uri, "bench", "run-d", {"lr": 0.1}, {})
     first.log_metrics({"loss": 1.0}, 0)  # then the job is killed: the run stays RUNNING
-    resumed = tracking.open_run(uri, "bench", "run-d", {"lr": 0.1}, {}, run_id=first.run_id)
+    resumed = run_tracker.open_run(uri, "bench", "run-d", {"lr": 0.1}, {}, run_id=first.run_id)
     resumed.log_metrics({"loss": 0.5}, 1)
     resumed.finish()
     (run,) = runs_of(uri, "bench")
@@ -110,12 +112,12 @@ def test_resume_continues_the_same_run(uri):
 
 
 def test_a_running_run_of_the_identity_is_continued_and_runs_passed_over_are_ended_killed(uri):
-    identity = {tracking.IDENTITY_TAG: "0123456789abcdef", "config_hash": "abc"}
-    orphan, later = (tracking.open_run(uri, "bench", "run", {"lr": 0.1}, identity).run_id for _ in range(2))
+    identity = {run_tracker.IDENTITY_TAG: "0123456789abcdef", "config_hash": "abc"}
+    orphan, later = (run_tracker.open_run(uri, "bench", "run", {"lr": 0.1}, identity).run_id for _ in range(2))
     kept = []
-    adopted = tracking.open_run(uri, "bench", "run", {"lr": 0.1}, identity, adopt=True, keep_id=kept.append)
+    adopted = run_tracker.open_run(uri, "bench", "run", {"lr": 0.1}, identity, adopt=True, keep_id=kept.append)
     assert adopted.run_id == orphan and kept == [orphan]  # the earliest; its id is kept
-    fresh = tracking.open_run(uri, "bench", "run", {"lr": 0.2}, {"config_hash": "another"}, run_id=orphan)
+    fresh = run_tracker.open_run(uri, "bench", "run", {"lr": 0.2}, {"config_hash": "another"}, run_id=orphan)
     assert fresh.run_id not in (orphan, later)  # a saved run of another config is not continued
     statuses = {run.info.run_id: run.info.status for run in runs_of(uri, "bench")}
     assert statuses == {orphan: "KILLED", later: "KILLED", fresh.run_id: "RUNNING"}
@@ -131,13 +133,13 @@ def test_a_run_whose_params_fail_to_log_is_ended_killed_with_its_id_kept(uri, mo
 
     monkeypatch.setattr(MlflowClient, "log_batch", params_fail)
     kept = []
-    tracker = tracking.open_run(uri, "bench", "run", {"lr": 0.1}, {}, keep_id=kept.append)
+    tracker = run_tracker.open_run(uri, "bench", "run", {"lr": 0.1}, {}, keep_id=kept.append)
     assert not tracker.active
     (run,) = runs_of(uri, "bench")
     assert run.info.status == "KILLED" and kept == [run.info.run_id]
     assert [r.levelname for r in caplog.records if r.name == "srlib.tracking"] == ["WARNING"]
     monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
-    resumed = tracking.open_run(uri, "bench", "run", {"lr": 0.1}, {}, run_id=run.info.run_id)
+    resumed = run_tracker.open_run(uri, "bench", "run", {"lr": 0.1}, {}, run_id=run.info.run_id)
     assert resumed.run_id == run.info.run_id  # a rerun continues it, with its params this time
     assert MlflowClient(tracking_uri=uri).get_run(run.info.run_id).data.params == {"lr": "0.1"}
 
@@ -154,7 +156,7 @@ def test_unreachable_store_warns_once_and_becomes_noop(kind, tmp_path, caplog):
     (tmp_path / "file").write_text("not a folder")
     uri = f"sqlite:///{tmp_path}/file/results/mlflow.db" if kind.startswith("sqlite") else closed_port_uri()
     start = time.monotonic()
-    tracker = tracking.open_run(uri, "bench", "run", {"lr": 0.1}, {"config_hash": "x"})
+    tracker = run_tracker.open_run(uri, "bench", "run", {"lr": 0.1}, {"config_hash": "x"})
     assert time.monotonic() - start < 10
     assert not tracker.active
     tracker.log_metrics({"loss": 1.0}, 0)
@@ -165,7 +167,7 @@ def test_unreachable_store_warns_once_and_becomes_noop(kind, tmp_path, caplog):
 
 
 def test_failure_mid_run_warns_once_and_training_continues(uri, caplog):
-    tracker = tracking.open_run(uri, "bench", "run-e", {}, {})
+    tracker = run_tracker.open_run(uri, "bench", "run-e", {}, {})
 
     def store_down(*args, **kwargs):
         raise MlflowException("database is locked")
@@ -180,14 +182,14 @@ def test_failure_mid_run_warns_once_and_training_continues(uri, caplog):
 
 
 def test_run_tags_outside_a_checkout_say_unknown(tmp_path, monkeypatch):
-    monkeypatch.setattr(tracking, "__file__", str(tmp_path / "tracking.py"))
-    tags = tracking.run_tags("h", device="cuda:0", threads=4)
+    monkeypatch.setattr(provenance, "__file__", str(tmp_path / "provenance.py"))
+    tags = provenance.run_tags("h", device="cuda:0", threads=4, cpu_capability="default")
     assert (tags["git_commit"], tags["git_dirty"], tags["threads"]) == ("unknown", "unknown", "4")
 
 
 def log_from_worker(uri: str, worker: int) -> None:
     """Body of one sweep job: exit code 0 only if every tracking call reached the store."""
-    tracker = tracking.open_run(uri, "bench", f"worker-{worker}", {"seed": worker}, {"config_hash": str(worker)})
+    tracker = run_tracker.open_run(uri, "bench", f"worker-{worker}", {"seed": worker}, {"config_hash": str(worker)})
     for step in range(5):
         tracker.log_metrics({"loss": 1.0 / (step + 1)}, step)
     logged = tracker.active  # False if opening or any logging call failed
@@ -264,7 +266,7 @@ def test_import_tells_runs_of_one_config_on_different_data_apart(uri, tmp_path):
 
 def test_import_skips_a_run_tracked_live(uri, tmp_path):
     write_run(tmp_path / "a", "hash-a", config_in_json=True)
-    tracking.open_run(uri, "bench", "a", {}, {"config_hash": "hash-a"}).finish()
+    run_tracker.open_run(uri, "bench", "a", {}, {"config_hash": "hash-a"}).finish()
     assert import_runs([tmp_path / "a"], uri, "bench")["skipped"] == 1
 
 
@@ -289,8 +291,8 @@ SWEEP = {"name": "bench", "base": {}, "datasets": {"generated": {"name": "genera
 
 
 def sweep_config(**run) -> dict:
-    """A sweep run's resolved config (``srlib.sweep.run_config`` over the defaults)."""
-    return merge(DEFAULTS, sweep.run_config(SWEEP, {"dataset": "generated", "preset": "tiny", **run}))
+    """A sweep run's resolved config (``srlib.sweep.run_configs.run_config`` over the defaults)."""
+    return merge(DEFAULTS, run_configs.run_config(SWEEP, {"dataset": "generated", "preset": "tiny", **run}))
 
 
 def record_of(cfg: dict, config_hash: str) -> dict:
@@ -301,11 +303,11 @@ def record_of(cfg: dict, config_hash: str) -> dict:
 
 
 def test_sweep_runs_are_named_by_cell_tagged_and_children_of_the_benchmark_run(uri):
-    tracking.open_sweep(uri, "bench", "bench", "A sweep for the test.")  # what init_tracking does
+    store.open_sweep(uri, "bench", "bench", "A sweep for the test.")  # what init_tracking does
     for pixel, sr, seed in (("ce", "baseline", "0"), ("focal", "mea+srf", "1")):
         cfg = sweep_config(pixel=pixel, sr=sr, seed=seed)
-        name, cell = tracking.run_display(cfg)
-        with tracking.open_run(uri, "bench", name, cfg, {"config_hash": f"{pixel}-{sr}-{seed}", **cell}) as tracker:
+        name, cell = run_tracker.run_display(cfg)
+        with run_tracker.open_run(uri, "bench", name, cfg, {"config_hash": f"{pixel}-{sr}-{seed}", **cell}) as tracker:
             tracker.log_summary(record_of(cfg, "x"))
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("bench")
@@ -345,7 +347,8 @@ def test_an_imported_run_looks_like_the_live_run(uri, tmp_path):
     assert (run.data.tags["sr"], run.data.tags["benchmark"]) == ("mea+srf", "bench")
     assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     history = client.get_metric_history(run.info.run_id, "loss/total")
-    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 2.0, 1_700_000_000_000), (2, 1.5, 1_700_000_001_000)]
+    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 2.0, 1_700_000_000_000),
+                                                                  (2, 1.5, 1_700_000_001_000)]
     assert run.data.metrics["val/miou_pct"] == 40.0
     assert {"config.yaml", "train.log", "metrics.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["table.html"]
@@ -367,11 +370,11 @@ def test_records_without_run_names_are_named_by_the_axes_that_vary(uri, tmp_path
 
 def test_a_moved_store_finds_its_artifacts_again(tmp_path, caplog):
     uri = tracking_uri(None, tmp_path / "old" / "results")
-    with tracking.open_run(uri, "bench", "a", {}, {}) as tracker:
+    with run_tracker.open_run(uri, "bench", "a", {}, {}) as tracker:
         tracker.log_dict({"miou": 0.5}, "summary.json")
     shutil.move(tmp_path / "old", tmp_path / "new")
     moved = tracking_uri(None, tmp_path / "new" / "results")
-    tracking.ensure_experiment(moved, "bench")
+    store.ensure_experiment(moved, "bench")
     assert "was moved" in caplog.text and str(tmp_path / "new" / "results" / "mlruns") in caplog.text
     client = MlflowClient(tracking_uri=moved)
     (run,) = runs_of(moved, "bench")
@@ -379,21 +382,21 @@ def test_a_moved_store_finds_its_artifacts_again(tmp_path, caplog):
 
 
 def test_a_workflow_job_takes_the_ids_init_tracking_wrote_instead_of_looking_them_up(uri, tmp_path, monkeypatch):
-    experiment_id = tracking.ensure_experiment(uri, "bench")
-    parent = tracking.open_sweep(uri, "bench", "tiny")
+    experiment_id = store.ensure_experiment(uri, "bench")
+    parent = store.open_sweep(uri, "bench", "tiny")
     marker = tmp_path / "mlflow_experiment.txt"
-    tracking.write_marker(marker, uri, "bench", experiment_id, "tiny", parent)
-    monkeypatch.setenv(tracking.MARKER_ENV, str(marker))
+    store.write_marker(marker, uri, "bench", experiment_id, "tiny", parent)
+    monkeypatch.setenv(store.MARKER_ENV, str(marker))
 
     def no_lookups(*args, **kwargs):
         raise AssertionError("looked up what the marker says")
 
-    monkeypatch.setattr(tracking, "ensure_experiment", no_lookups)
-    monkeypatch.setattr(tracking, "sweep_run", no_lookups)
-    tracking.open_run(uri, "bench", "a", {"lr": 0.1}, {"benchmark": "tiny"}).finish()
+    monkeypatch.setattr(run_tracker, "ensure_experiment", no_lookups)
+    monkeypatch.setattr(run_tracker, "sweep_run", no_lookups)
+    run_tracker.open_run(uri, "bench", "a", {"lr": 0.1}, {"benchmark": "tiny"}).finish()
     (run,) = [r for r in runs_of(uri, "bench") if r.info.run_name == "a"]
-    assert run.data.tags[tracking.PARENT_TAG] == parent
-    assert tracking.read_marker("http://elsewhere:5000", "bench") == {}  # a marker of another store is ignored
+    assert run.data.tags[run_tracker.PARENT_TAG] == parent
+    assert store.read_marker("http://elsewhere:5000", "bench") == {}  # a marker of another store is ignored
 
 
 def test_a_store_that_cannot_be_used_is_named_at_once(tmp_path):
@@ -404,11 +407,11 @@ def test_a_store_that_cannot_be_used_is_named_at_once(tmp_path):
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, not listening: connections are refused
         start = time.monotonic()
         with pytest.raises(ValueError, match=f"tracking store '{dead}' cannot be used"):
-            tracking.check_store(dead)
+            store.check_store(dead)
         assert time.monotonic() - start < 30
     with pytest.raises(ValueError, match=r"'mlruns-here' cannot be used \(a SQLite store is written sqlite:///"):
-        tracking.check_store("mlruns-here")
-    tracking.check_store(f"sqlite:///{tmp_path / 'new.db'}")  # a SQLite store is created, as init-tracking does
+        store.check_store("mlruns-here")
+    store.check_store(f"sqlite:///{tmp_path / 'new.db'}")  # a SQLite store is created, as init-tracking does
     assert (tmp_path / "new.db").is_file()
 
 
@@ -421,12 +424,12 @@ def test_the_store_check_keeps_the_users_http_settings(monkeypatch):
             pass
 
         def search_experiments(self, max_results):
-            seen.update({name: os.environ.get(name) for name in tracking.RUN_HTTP_ENV_DEFAULTS})
+            seen.update({name: os.environ.get(name) for name in store.RUN_HTTP_ENV_DEFAULTS})
             return []
 
-    monkeypatch.setattr(tracking, "MlflowClient", Client)
+    monkeypatch.setattr(store, "MlflowClient", Client)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "600")
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
-    tracking.check_store("http://tracking.example:5000")
+    store.check_store("http://tracking.example:5000")
     assert seen == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "600"}
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # restored afterwards

@@ -25,8 +25,9 @@ def test_concurrent_runs_through_a_server_started_for_the_command(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store, marker = tmp_path / "mlflow.db", tmp_path / "marker.txt"
-    command = (f'{sys.executable} -m srlib init-tracking --uri "$MLFLOW_TRACKING_URI" --experiment sweep --marker {marker}'
-               f' && {sys.executable} {REPO}/benchmarks/tracking_latency.py --uri "$MLFLOW_TRACKING_URI" '
+    command = (f'{sys.executable} -m srlib init-tracking --uri "$MLFLOW_TRACKING_URI" --experiment sweep '
+               f'--marker {marker}'
+               f' && {sys.executable} {REPO}/benchmarks/perf/tracking_latency.py --uri "$MLFLOW_TRACKING_URI" '
                f"--experiment sweep --runs {N_RUNS} && exit 3")
     script = subprocess.Popen([sys.executable, REPO / "workflow/scripts/tracking_server.py", "--store", store,
                                "--port", str(port), "--workers", "2", "--", "sh", "-c", command],

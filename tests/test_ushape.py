@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from srlib.cli import main
-from srlib.config import ConfigError, resolve_config
+from srlib.config import ConfigError
+from srlib.registries import resolve_config
 from srlib.losses import RunLoss
 from srlib.losses.self_regulation import VARIANTS, self_regulation_loss
 from srlib.models import HEADS, PRESETS, build_segmentor
-from srlib.results import read_history
+from srlib.rundir.record import read_history
 from srlib.wiring import check_wiring, plain_wiring, ushape_wiring
 
 NUM_CLASSES = 3

@@ -4,6 +4,7 @@ and the supervision sweep axis."""
 import copy
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from srlib import sweep
+from srlib.sweep import benchmark, cells, run_configs
 from srlib.cli import main
-from srlib.config import DEFAULTS, config_hash, merge
+from srlib.config import DEFAULTS, merge
+from srlib.identity import config_hash
 from srlib.data import pascal_context, voc
 from srlib.data.common import read_mask
 from srlib.data.generated import GeneratedDataset
 from srlib.data.pseudo import pseudo_mask
-from srlib.data.scribble import convert_scribbles, generated_scribbles, read_scribbles, scribble_mask
+from srlib.data.scribble import convert_scribbles, generated_scribbles, read_scribbles
 from srlib.data.weak import build_train_set, label_stats
 from srlib.losses import RunLoss
 from srlib.losses.dense_crf import densecrf_loss
@@ -29,12 +31,21 @@ FIXTURES = Path(__file__).parent / "fixtures" / "scribbles"
 VOC_XML, CONTEXT_XML = FIXTURES / "voc_2007_000032.xml", FIXTURES / "context_2008_000008.xml"
 
 
+def scribble_mask(xml: Path, dataset: str, tmp_path: Path) -> np.ndarray:
+    """One ScribbleSup file through ``convert_scribbles``: the PNG it writes, as a uint8 H x W array."""
+    folder = tmp_path / xml.stem
+    folder.mkdir()
+    shutil.copy(xml, folder)
+    convert_scribbles(folder, dataset, folder / "png")
+    return np.asarray(Image.open(folder / "png" / f"{xml.stem}.png"))
+
+
 # ---------------------------------------------------------------- ScribbleSup XML
-def test_voc_scribbles_are_3_px_lines_on_255_with_background_0():
+def test_voc_scribbles_are_3_px_lines_on_255_with_background_0(tmp_path):
     parsed = read_scribbles(VOC_XML)
     assert (parsed["height"], parsed["width"]) == (12, 20)
     assert [tag for tag, _ in parsed["scribbles"]] == ["aeroplane", "background", "tvmonitor"]
-    mask = scribble_mask(VOC_XML, "voc_aug")
+    mask = scribble_mask(VOC_XML, "voc_aug", tmp_path)
     assert mask.shape == (12, 20) and mask.dtype == np.uint8
     plane = voc.CLASSES.index("aeroplane")
     assert (mask[3:6, 4:15] == plane).all()  # the horizontal stroke at y = 4, rows 3..5
@@ -46,7 +57,7 @@ def test_voc_scribbles_are_3_px_lines_on_255_with_background_0():
 
 
 def test_context_scribbles_use_its_raw_encoding_and_read_back_through_its_loader(tmp_path):
-    mask = scribble_mask(CONTEXT_XML, "pascal_context")
+    mask = scribble_mask(CONTEXT_XML, "pascal_context", tmp_path)
     assert (mask[2:8, 1:4] == pascal_context.CLASSES.index("horse") + 1).all()
     assert (mask[4:7, 9:12] == pascal_context.CLASSES.index("pottedplant") + 1).all()  # "Potted Plant"
     assert (mask[1:9, 13:16] == 0).all()  # background = raw 0, which the 59-class benchmark ignores
@@ -59,7 +70,7 @@ def test_srlib_scribbles_writes_a_label_dir(tmp_path, capsys):
     assert main(["scribbles", str(FIXTURES), "--dataset", "voc_aug", "--out", str(tmp_path)]) == 0
     assert "wrote 2 scribble masks" in capsys.readouterr().out
     labels = read_mask(tmp_path / "voc_2007_000032.png", voc.LUT)
-    assert (labels == scribble_mask(VOC_XML, "voc_aug")).all()
+    assert (labels == scribble_mask(VOC_XML, "voc_aug", tmp_path)).all()
     with pytest.raises(FileNotFoundError, match="no scribble XML files in"):
         convert_scribbles(tmp_path, "voc_aug", tmp_path / "out")
 
@@ -68,12 +79,12 @@ def test_bad_scribble_files_are_named(tmp_path):
     bad = tmp_path / "bad.xml"
     bad.write_text(VOC_XML.read_text().replace("aeroplane", "zeppelin"))
     with pytest.raises(ValueError, match=r"bad\.xml.*'zeppelin'"):
-        scribble_mask(bad, "voc_aug")
+        convert_scribbles(tmp_path, "voc_aug", tmp_path / "out")
     bad.write_text("<annotation><polygon><tag>cat</tag></polygon></annotation>")
     with pytest.raises(ValueError, match=r"bad\.xml: no <size>"):
         read_scribbles(bad)
     with pytest.raises(ValueError, match="no scribble tags for dataset 'cityscapes'"):
-        scribble_mask(VOC_XML, "cityscapes")
+        convert_scribbles(FIXTURES, "cityscapes", tmp_path / "out")
     bad.write_text(re.sub(r"<width>\d+</width>", "<width>0</width>", VOC_XML.read_text()))
     with pytest.raises(ValueError, match=r"bad\.xml: <size> must be at least 1 x 1 px, got width 0"):
         read_scribbles(bad)
@@ -220,12 +231,12 @@ def test_supervision_axis_crosses_the_dataset_axis_in_paths_and_configs():
     assert len(swept["runs"]) == 2 * len(expanded(BENCH)["runs"])
     run_dir = next(d for d in swept["run_dirs"] if "scribble" in d)
     assert run_dir.startswith("results/unit/runs/dataset~generated@scribble+densecrf/preset~")
-    assert sweep.path_axes(run_dir)["dataset"] == "generated@scribble+densecrf"
-    configs = {run["dataset"]: sweep.run_config(swept, run) for run in swept["runs"]}
+    assert cells.path_axes(run_dir)["dataset"] == "generated@scribble+densecrf"
+    configs = {run["dataset"]: run_configs.run_config(swept, run) for run in swept["runs"]}
     assert configs["generated@scribble+densecrf"]["data"]["supervision"] == "scribble"
     assert configs["generated@scribble+densecrf"]["loss"]["regularizer"] == "densecrf"
     assert configs["generated@full"]["data"]["supervision"] == "full"
-    plain = sweep.run_config(expanded(BENCH), expanded(BENCH)["runs"][0])
+    plain = run_configs.run_config(expanded(BENCH), expanded(BENCH)["runs"][0])
     assert "supervision" not in plain["data"] and "regularizer" not in plain["loss"]
 
 
@@ -234,12 +245,13 @@ def test_weak_labels_of_a_real_dataset_need_their_folder(tmp_path):
     bench["axes"]["dataset"] = [{"name": "voc_aug", "root": str(tmp_path), "scribble_dir": str(tmp_path / "s")}]
     bench["axes"]["supervision"] = ["scribble"]
     swept = expanded(bench)
-    assert sweep.run_config(swept, swept["runs"][0])["data"]["label_dir"] == str(tmp_path / "s")
+    assert run_configs.run_config(swept, swept["runs"][0])["data"]["label_dir"] == str(tmp_path / "s")
     bench["axes"]["supervision"] = ["pseudo"]
-    with pytest.raises(sweep.BenchmarkError, match="needs `pseudo_dir`"):
+    with pytest.raises(benchmark.BenchmarkError, match="needs `pseudo_dir`"):
         expanded(bench)
     bench["base"] = {"data": {"supervision": "pseudo"}}
-    with pytest.raises(sweep.BenchmarkError, match="base.data.supervision: set by the benchmark's axes.supervision"):
+    with pytest.raises(benchmark.BenchmarkError,
+                       match="base.data.supervision: set by the benchmark's axes.supervision"):
         expanded(bench)
 
 

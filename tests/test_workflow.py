@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from srlib import tables
+from srlib.report import tables
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -104,9 +104,11 @@ def test_paper_benchmark_dry_run_against_fixture_roots(work, tmp_path):
 
 @pytest.mark.parametrize("change, named", [
     (lambda b: b["axes"].update(seedz=[0]), "unknown config key 'axes.seedz'"),
-    (lambda b: b["axes"]["dataset"][0]["generate"].update(n_trian=5), "unknown config key 'axes.dataset.0.generate.n_trian'"),
+    (lambda b: b["axes"]["dataset"][0]["generate"].update(n_trian=5),
+     "unknown config key 'axes.dataset.0.generate.n_trian'"),
     (lambda b: b["base"]["optim"].update(itres=5), "'base.optim.itres'"),
-    (lambda b: b["overrides"][0]["config"].update(seed=3), "overrides[0].config.seed: set by the benchmark's axes.seed"),
+    (lambda b: b["overrides"][0]["config"].update(seed=3),
+     "overrides[0].config.seed: set by the benchmark's axes.seed"),
     (lambda b: b["overrides"][0]["where"].update(seed=7), "overrides[0].where.seed: ['7'] not on the axis"),
     (lambda b: b["base"]["optim"].update(iters=2.5), "'base.optim.iters': 2.5 is not of type 'integer'"),
     (lambda b: b["axes"].update(seed=[0, 1.5]), "'axes.seed.1': 1.5 is not of type 'integer'"),
@@ -140,7 +142,8 @@ def test_a_setting_that_sets_an_axis_owned_key_is_refused_naming_the_file(work):
     bench["axes"]["settings"] = {"bad": {"loss": {"srf": True}}}
     result = snakemake(work, "-n", "--configfile", write_bench(work, bench), check=False)
     assert result.returncode != 0
-    assert "benchmarks/tiny.yaml: axes.settings.bad.loss.srf: set by the benchmark's axes.sr" in result.stdout + result.stderr
+    assert ("benchmarks/tiny.yaml: axes.settings.bad.loss.srf: set by the benchmark's axes.sr"
+            in result.stdout + result.stderr)
 
 
 @pytest.mark.parametrize("how", ["--configfile", "--configfile, SLURM profile", "default benchmark"])

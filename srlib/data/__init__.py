@@ -18,6 +18,11 @@ import functools
 import importlib
 from types import ModuleType
 
+# The embedded generated dataset's parameters (``srlib generate-data``, ``srlib.data.synth.generate``): image side
+# in px, images per split, the chance each thin part is drawn and that an image gets small objects, the seed. Here,
+# beside the registry, so that the workflow and the command line read them without numpy or Pillow.
+GENERATE_DEFAULTS = {"seed": 0, "size": 64, "n_train": 2000, "n_val": 500, "n_test": 500,
+                     "thin_part_prob": 0.9, "small_object_prob": 0.5}
 # name -> (module, Dataset class in it)
 _SOURCES = {
     "generated": ("srlib.data.generated", "GeneratedDataset"),
@@ -37,7 +42,8 @@ def dataset_module(name: str) -> ModuleType:
 
 
 def build_dataset(name: str, root, split: str, transform=None, label_dir=None):
-    """The map-style dataset ``name`` read from ``root``, split ``split`` (see the module's SPLITS); ``label_dir``: WSSS masks."""
+    """The map-style dataset ``name`` read from ``root``, split ``split`` (see the module's SPLITS); ``label_dir``:
+    WSSS masks."""
     dataset_class = getattr(dataset_module(name), _SOURCES[name][1])
     return dataset_class(root, split, transform=transform, label_dir=label_dir)
 

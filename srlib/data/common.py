@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from srlib.palette import IGNORE_INDEX, voc_colormap  # noqa: F401 - voc_colormap: the dataset modules' PALETTE
+from srlib.config import IGNORE_INDEX
+from srlib.palette import voc_colormap  # noqa: F401 - voc_colormap: the dataset modules' PALETTE
 
 
 

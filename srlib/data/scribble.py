@@ -34,12 +34,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from srlib.data.common import IGNORE_INDEX
+from srlib.config import IGNORE_INDEX, SCRIBBLE_DATASETS
+from srlib.data import dataset_module
 from srlib.data.pseudo import label_rng, objects
 
 LINE_WIDTH = 3  # pixels, as the reference tooling draws scribbles
 _SALT = 0x5C21B
-_TAG_DATASETS = {"voc_aug": "srlib.data.voc", "pascal_context": "srlib.data.pascal_context"}
 
 
 def _tag_key(tag: str) -> str:
@@ -49,11 +49,9 @@ def _tag_key(tag: str) -> str:
 def tag_values(dataset: str) -> dict[str, int]:
     """Scribble tag -> raw mask value of ``dataset`` ('voc_aug': class ids, 'background' = 0;
     'pascal_context': 'background' = raw 0, class k = raw k + 1)."""
-    import importlib
-
-    if dataset not in _TAG_DATASETS:
-        raise ValueError(f"no scribble tags for dataset {dataset!r}; valid: {', '.join(_TAG_DATASETS)}")
-    classes = importlib.import_module(_TAG_DATASETS[dataset]).CLASSES
+    if dataset not in SCRIBBLE_DATASETS:
+        raise ValueError(f"no scribble tags for dataset {dataset!r}; valid: {', '.join(SCRIBBLE_DATASETS)}")
+    classes = dataset_module(dataset).CLASSES
     offset = 0 if classes[0] == "background" else 1
     return {"background": 0, **{_tag_key(name): i + offset for i, name in enumerate(classes)}}
 
@@ -117,11 +115,6 @@ def _strokes(path, dataset: str) -> tuple[int, int, list]:
             raise ValueError(f"{path}: unknown scribble tag {tag!r} for {dataset}; valid: {', '.join(values)}")
         strokes.append((values[_tag_key(tag)], points))
     return parsed["height"], parsed["width"], strokes
-
-
-def scribble_mask(path, dataset: str) -> np.ndarray:
-    """One XML file rasterised in ``dataset``'s raw mask encoding; ValueError naming the file and an unknown tag."""
-    return rasterize(*_strokes(path, dataset))
 
 
 def convert_scribbles(xml_dir, dataset: str, out_dir) -> int:

@@ -1,4 +1,4 @@
-"""The painter of the embedded generated dataset: ``generate`` writes it, ``save_sample_grid`` shows it.
+"""The painter of the embedded generated dataset: ``generate`` writes it (``srlib.data.generated`` reads it).
 
 Every image provokes the two failures the Self-Regulation paper names:
 
@@ -13,8 +13,8 @@ Backgrounds are textured and cluttered (gradients, noise, stripes, distractor bl
 object textures, thin wires and twigs, context bands shown without their object), and every image
 gets a random colour jitter. Numpy + Pillow only; deterministic: each image draws from
 ``SeedSequence([seed, split, index])``, so the files do not depend on ``workers``. Each class's textures
-and silhouettes are in ``srlib.data.synth_looks``, the layout on disk and the reader in
-``srlib.data.generated``, the default parameters in ``srlib.config.GENERATE_DEFAULTS``.
+and silhouettes are in ``srlib.data.synth_looks``; the layout on disk, the reader and the sample grid in
+``srlib.data.generated``; the default parameters are ``srlib.data.GENERATE_DEFAULTS``.
 """
 
 import json
@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from srlib.config import GENERATE_DEFAULTS
-from srlib.data.common import IGNORE_INDEX
-from srlib.data.generated import CLASSES, NUM_CLASSES, PALETTE, SPLITS, GeneratedDataset
+from srlib.config import IGNORE_INDEX
+from srlib.data import GENERATE_DEFAULTS
+from srlib.data.generated import CLASSES, NUM_CLASSES, PALETTE, SPLITS, existing_stats
 from srlib.data.synth_looks import anything, feather, fur, hsv, lowfreq, paint, panel, shapes
 from srlib.palette import color_table
-from srlib.results import read_json
 
 CONFUSABLE_PAIRS = (("cat", "dog"), ("bus", "train"))
 SMALL_OBJECT_FRACTION = 0.01  # an object is small when its visible area is below 1 % of the image
@@ -345,7 +344,7 @@ def generate(root, seed=_D["seed"], size=_D["size"], n_train=_D["n_train"], n_va
     params = {"version": GENERATOR_VERSION, "seed": seed, "size": size, **counts,
               "thin_part_prob": float(thin_part_prob), "small_object_prob": float(small_object_prob)}
     root = Path(root)
-    existing = _existing_stats(root, params)
+    existing = existing_stats(root, params)
     if existing is not None:
         return existing
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
@@ -380,67 +379,8 @@ def generate(root, seed=_D["seed"], size=_D["size"], n_train=_D["n_train"], n_va
         os.replace(tmp, root)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        existing = _existing_stats(root, params)  # a concurrent generator finished first
+        existing = existing_stats(root, params)  # a concurrent generator finished first
         if existing is None:
             raise
         return existing
     return stats
-
-
-def _existing_stats(root, params):
-    """Stats of a complete dataset at root with the same params; None if root is absent or empty."""
-    meta_path = root / "meta.json"
-    if meta_path.is_file():
-        meta = read_json(meta_path)
-        if meta.get("params") == params:
-            return meta["stats"]
-        old = meta.get("params", {})
-        diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
-        raise ValueError(f"{root} holds a generated dataset with other parameters (on disk, requested): {diff}; "
-                         "delete it or choose another root")
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(f"{root} exists but holds no generated dataset (no meta.json); "
-                              "delete it or choose another root")
-    return None
-
-
-# ---------------------------------------------------------------- looking at it
-def save_sample_grid(root, out_png, n=16, split="train"):
-    """Write a PNG grid of the first n samples of a split: image | mask overlay | thin parts, per sample.
-
-    Panels are upscaled (nearest) to at least 128 px; a legend row names the class colours.
-    """
-    data = GeneratedDataset(root, split)
-    n = min(n, len(data))
-    if n < 1:
-        raise ValueError(f"n={n!r}: nothing to draw from split {split!r}")
-    palette = color_table(PALETTE).astype(np.float64)
-    panels = []
-    for i in range(n):
-        item = data[i]
-        image = item["image"].astype(np.float64)
-        colour = palette[item["mask"]]
-        overlay = np.where((item["mask"] > 0)[..., None], 0.25 * image + 0.75 * colour, 0.6 * image)
-        parts = np.where(item["parts"][..., None], np.array([255.0, 255.0, 0.0]), 0.35 * image)
-        panels.append(np.concatenate([image, overlay, parts], 1).astype(np.uint8))
-    zoom = max(1, -(-128 // panels[0].shape[0]))
-    cols = math.ceil(math.sqrt(n))
-    gap = 4
-    h, w = panels[0].shape[0] * zoom, panels[0].shape[1] * zoom
-    rows = math.ceil(n / cols)
-    legend_h = 20
-    canvas = Image.new("RGB", (cols * (w + gap) + gap, rows * (h + gap) + gap + legend_h), (255, 255, 255))
-    for i, cell in enumerate(panels):
-        tile = Image.fromarray(cell).resize((w, h), Image.NEAREST)
-        canvas.paste(tile, (gap + (i % cols) * (w + gap), gap + (i // cols) * (h + gap)))
-    draw = ImageDraw.Draw(canvas)
-    x, y = gap, rows * (h + gap) + gap
-    for name, colour in zip(CLASSES, PALETTE):
-        draw.rectangle([x, y + 2, x + 12, y + 14], fill=tuple(colour), outline=(0, 0, 0))
-        draw.text((x + 16, y + 2), name, fill=(0, 0, 0))
-        x += 16 + int(draw.textlength(name)) + 10
-    draw.text((x, y + 2), "thin parts: yellow", fill=(0, 0, 0))
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out_png, format="PNG")
-    return out_png

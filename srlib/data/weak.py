@@ -1,6 +1,6 @@
 """Which labels a run trains on (``data.supervision``): the ground truth, pseudo masks or scribbles.
 
-- ``full``: the ground truth (or ``data.label_dir`` when given, as before).
+- ``full``: the ground truth (or ``data.label_dir`` when given).
 - ``pseudo`` (WSSS): the generated dataset makes CAM-like pseudo masks from its ground truth on the fly
   (``srlib.data.pseudo``, strength ``data.pseudo_noise``); a real dataset reads them from ``data.label_dir``.
 - ``scribble``: the generated dataset draws scribbles on the fly (``srlib.data.scribble``, ~3 % of pixels
@@ -16,12 +16,11 @@ import functools
 
 import numpy as np
 
+from srlib.config import IGNORE_INDEX, SUPERVISIONS
 from srlib.data import build_dataset
 from srlib.data.generated import GeneratedDataset
 from srlib.data.pseudo import pseudo_mask
 from srlib.data.scribble import generated_scribbles
-
-SUPERVISIONS = ("full", "pseudo", "scribble")
 
 
 def _pseudo(mask, parts, name, *, noise):
@@ -73,10 +72,11 @@ def label_stats(root, supervision: str, noise: float, limit: int | None = None) 
     for i in range(count):
         item = truth[i]
         weak = item["mask"] if labels is None else labels(item["mask"], item["parts"], item["name"])
-        valid = weak != 255
+        valid = weak != IGNORE_INDEX
         labelled, total = labelled + int(valid.sum()), total + weak.size
         # Unlabelled pixels are left out (target 255 there): score the labels where they say something.
-        pred, target = torch.from_numpy(np.where(valid, weak, 0)), torch.from_numpy(np.where(valid, item["mask"], 255))
+        pred = torch.from_numpy(np.where(valid, weak, 0))
+        target = torch.from_numpy(np.where(valid, item["mask"], IGNORE_INDEX))
         metrics.update(pred[None], target[None], torch.from_numpy(item["parts"])[None])
     scores = metrics.compute()
     keys = ("miou", "pixel_accuracy", "thin_part_iou", "small_object_iou")

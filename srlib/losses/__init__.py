@@ -20,8 +20,9 @@ import inspect
 import torch
 from torch import Tensor
 
-from srlib.losses.center import CenterLoss
+from srlib.config import IGNORE_INDEX, PIXEL_LOSS_NAMES
 from srlib.data.transforms import rgb255
+from srlib.losses.center import CenterLoss
 from srlib.losses.cross_entropy import cross_entropy, make_cross_entropy
 from srlib.losses.dense_crf import densecrf_loss
 from srlib.losses.focal import make_focal_loss
@@ -29,14 +30,12 @@ from srlib.losses.locally_adaptive import make_locally_adaptive_loss
 from srlib.losses.pixel_ops import resize_bilinear
 from srlib.losses.self_regulation import model_needs, self_regulation_loss
 
-PIXEL_LOSSES = {
-    "ce": make_cross_entropy,
-    "focal": make_focal_loss,
-    "lal": make_locally_adaptive_loss,
-}
+# name -> factory: the names of srlib.config.PIXEL_LOSS_NAMES (ce, focal, lal), each with its factory
+PIXEL_LOSSES = dict(zip(PIXEL_LOSS_NAMES, (make_cross_entropy, make_focal_loss, make_locally_adaptive_loss),
+                        strict=True))
 
 
-def build_pixel_loss(name: str, ignore_index: int = 255, **params):
+def build_pixel_loss(name: str, ignore_index: int = IGNORE_INDEX, **params):
     """The pixel loss ``name`` with ``params``; ValueError names an unknown loss or parameter
     (listing the valid ones) and bad values."""
     if name not in PIXEL_LOSSES:
@@ -70,11 +69,12 @@ class RunLoss:
         self.needs = model_needs(mea=loss["mea"], srf=loss["srf"], srl=loss["srl"], variant=loss["variant"])
         self.center = None  # CenterLoss, created at the first step once the head's width is known
 
-    def __call__(self, out: dict, target: Tensor, sr_on: bool = True, images: Tensor | None = None) -> dict[str, Tensor]:
+    def __call__(self, out: dict, target: Tensor, sr_on: bool = True,
+                 images: Tensor | None = None) -> dict[str, Tensor]:
         """Loss terms of one batch (``Segmentor.forward``'s dict, target B x H x W): the active ones among
         "seg", "cls", "srf", "srl", "aux" (a model with an auxiliary classifier), "center", "rloss", and their
-        weighted "total". ``sr_on=False`` (SR warm-up) leaves SR-F and SR-L out. ``images``: the normalised input batch B x 3 x H x W, which the regularizer
-        (``loss.regularizer``) needs."""
+        weighted "total". ``sr_on=False`` (SR warm-up) leaves SR-F and SR-L out. ``images``: the normalised input
+        batch B x 3 x H x W, which the regularizer (``loss.regularizer``) needs."""
         loss = self.cfg
         terms = self_regulation_loss(
             out, target, mea=loss["mea"], srf=loss["srf"] and sr_on, srl=loss["srl"] and sr_on,

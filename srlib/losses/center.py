@@ -6,19 +6,22 @@ target)`` takes features B x F x h x w (the head's features before its last 1x1 
 downsamples the label (nearest) to h x w, and returns the mean over valid positions of
 ``0.5 * ||f_i - c_(y_i)||^2``. In training mode it then moves the centres by Wen et al.'s rule
 on the batch, ``delta c_j = sum_(i: y_i = j) (c_j - f_i) / (1 + n_j)``, ``c_j -= alpha delta c_j``.
-The weight lambda (paper 3e-4, ``DEFAULT_LAMBDA``) is applied by the training loop.
+The weight lambda (paper 3e-4, the run config's ``loss.w_center``) is applied by ``srlib.losses.RunLoss``; the
+update rate alpha defaults to ``loss.center_alpha`` (``srlib.config.DEFAULTS``).
 """
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DEFAULT_ALPHA = 0.5
-DEFAULT_LAMBDA = 3e-4
+from srlib.config import DEFAULTS, IGNORE_INDEX
+
+DEFAULT_ALPHA = DEFAULTS["loss"]["center_alpha"]
 
 
 class CenterLoss(nn.Module):
-    def __init__(self, num_classes: int, feat_dim: int, alpha: float = DEFAULT_ALPHA, ignore_index: int = 255):
+    def __init__(self, num_classes: int, feat_dim: int, alpha: float = DEFAULT_ALPHA,
+                 ignore_index: int = IGNORE_INDEX):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("feat_dim", feat_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -29,7 +29,7 @@ hand-built C++ permutohedral-lattice extension):
   the largest temporary is K x (2 radius + 1) times the grid, not times the whole window.
 
 Applied to all pixels of the (downsampled) image, labelled or not; ignore pixels matter only to the partial
-cross-entropy. ``benchmarks/rloss_cost.py`` measures time and memory against cross-entropy.
+cross-entropy. ``benchmarks/perf/rloss_cost.py`` measures time and memory against cross-entropy.
 """
 
 import math
@@ -37,8 +37,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-REGULARIZERS = ("densecrf", "dfr")
 
 
 def gaussian_filter(values: Tensor, guide: Tensor, sigma_xy: float, radius: int, stride: int = 1) -> Tensor:

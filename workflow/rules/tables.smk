@@ -1,5 +1,6 @@
 # The paper's tables and figures from every run's outcome.json / metrics.json and the cost files.
-# The outputs are srlib.tables.table_files() (with the settings tables for a settings sweep). The report shows what a browser displays: each table's HTML page
+# The outputs are srlib.report.tables.table_files() (with settings.md for a settings sweep). The report shows
+# what a browser displays: each table's HTML page
 # (caption workflow/report/<table>.rst, "ablation.html" -> ablation.rst), tables.html and the figures
 # ("ablation.png" -> ablation_png.rst); the markdown files are for papers and diffs, not the report.
 # With tracking on, the files are also logged to the benchmark's parent MLflow run.

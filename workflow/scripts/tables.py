@@ -4,7 +4,7 @@ them to the benchmark's parent MLflow run; a store that cannot be reached is war
 import sys
 from pathlib import Path
 
-from srlib.tables import build_tables
+from srlib.report.tables import build_tables
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
     sys.stderr = sys.stdout = log
@@ -18,7 +18,7 @@ with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
         raise RuntimeError(f"build_tables did not write {sorted(map(str, missing))}")
     print("\n".join(map(str, written)))
     if tracking["enabled"]:
-        from srlib.tracking import open_sweep
+        from srlib.tracking.store import open_sweep
 
         try:
             run_id = open_sweep(tracking["uri"], tracking["experiment"], config["name"], config.get("description"),

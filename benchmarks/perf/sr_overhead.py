@@ -13,9 +13,9 @@ default benchmark's model (``benchmarks/default.yaml``: MobileNetV2-1.0 FCN at o
 exits on every stage from the stride-2 stem, 128 px crops, 10 classes; ImageNet weights do not
 change the step time and are not loaded).
 
-    python benchmarks/sr_overhead.py                                  # every case, one thread
-    python benchmarks/sr_overhead.py --case default --repeats 30
-    python benchmarks/sr_overhead.py --device cuda --size 321 --batch 10 --preset deeplabv2_resnet101
+    python benchmarks/perf/sr_overhead.py                                  # every case, one thread
+    python benchmarks/perf/sr_overhead.py --case default --repeats 30
+    python benchmarks/perf/sr_overhead.py --device cuda --size 321 --batch 10 --preset deeplabv2_resnet101
 """
 
 import argparse
@@ -23,10 +23,10 @@ import statistics
 
 import torch
 
-from srlib.cost import count_flops, count_parameters, interleaved_step_times
+from srlib.cost import count_flops, count_parameters, interleaved_step_times, ratio_spread
 from srlib.losses.self_regulation import self_regulation_loss
 from srlib.models import PRESETS, build_preset
-from srlib.stats import format_spread, ratio_spread
+from srlib.report.format import console_spread
 
 CONFIGS = {  # name -> (exit type, SR terms on)
     "baseline": (None, False),
@@ -93,7 +93,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds")
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads; 1 by default: on a shared machine contention swamps multi-thread timings")
+                        help="torch CPU threads; 1 by default: on a shared machine contention swamps "
+                             "multi-thread timings")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (fp32, NCHW)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,7 +111,7 @@ def main() -> None:
                   f"{row['params_ratio']:9.3f} {row['flops_ratio']:8.3f}")
         light = result["sr-light"]["step_ratio"]
         verdict = "meets" if light["median"] <= TARGET_LIGHT else "MISSES"
-        print(f"{case}: all-SR light-exit step {format_spread(light)} of the baseline: {verdict} the "
+        print(f"{case}: all-SR light-exit step {console_spread(light)} of the baseline: {verdict} the "
               f"{TARGET_LIGHT:.2f}x target")
 
 

@@ -5,7 +5,7 @@ pixel loss), evaluating the inference model on the first ``--val`` validation im
 iterations, and writes ``<out>.csv`` and ``<out>.png``: where the schedule plateaus and what a longer one
 would buy. Example (what ``results/default/learning_curve.*`` came from):
 
-    python benchmarks/learning_curve.py --benchmark benchmarks/default.yaml --iters 1200 --every 100 \\
+    python benchmarks/perf/learning_curve.py --benchmark benchmarks/default.yaml --iters 1200 --every 100 \\
         --sr baseline mea+srf+srl --out results/default/learning_curve
 """
 
@@ -18,26 +18,26 @@ from pathlib import Path
 import yaml
 from torch.utils.data import Subset
 
-from srlib.config import resolve_config
+from srlib.registries import resolve_config
 from srlib.evaluate import evaluate
 from srlib.train import Run
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def run_config(benchmark_path: str, sr: str, iters: int, seed: int) -> dict:
     """The run config the sweep gives the benchmark's first run of SR cell ``sr``, at ``iters`` and ``seed``."""
     from snakemake.utils import validate
 
-    from srlib import sweep
+    from srlib.sweep import benchmark, cells, run_configs
 
     bench = yaml.safe_load(Path(benchmark_path).read_text())
     validate(bench, str(SCHEMA), set_default=True)  # the workflow's defaults
-    expanded = sweep.expand(bench)
-    run = next((r for r in expanded["runs"] if r["sr"] == sweep.canonical_sr(sr)), None)
+    expanded = benchmark.expand(bench)
+    run = next((r for r in expanded["runs"] if r["sr"] == cells.canonical_sr(sr)), None)
     if run is None:
         raise SystemExit(f"SR cell {sr!r} is not in {benchmark_path}'s sr axis")
-    config = sweep.run_config(expanded, run)
+    config = run_configs.run_config(expanded, run)
     if not Path(config["data"]["root"]).is_dir():
         raise SystemExit(f"{config['data']['root']} does not exist: run the benchmark (or its generate_data job) first")
     return resolve_config(config, [f"optim.iters={iters}", f"seed={seed}", "tracking.enabled=false"])

@@ -2,7 +2,7 @@
 
 A page holds the benchmark's description and run counts, optionally the figures (PNG files embedded as
 data URIs, so the page can be opened anywhere, e.g. in the Snakemake report), and sections
-``{"title", "caption", "frame"}`` as ``srlib.tables`` builds them. Numeric cells are right-aligned;
+``{"title", "caption", "frame"}`` as ``srlib.report.tables`` builds them. Numeric cells are right-aligned;
 differences with a p-value below ``ALPHA`` and the claims' verdicts are marked; backticks become code.
 """
 
@@ -11,7 +11,7 @@ import re
 from html import escape
 from pathlib import Path
 
-from srlib.claims import ALPHA
+from srlib.report.stats import ALPHA, significant
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
@@ -38,7 +38,7 @@ def _cell_class(column: str, text: str) -> str:
     """CSS classes of a table cell: num (right-aligned), sig (p < ALPHA), a verdict, bad (FAILED, MISSING)."""
     classes = ["num"] if NUMBER.match(text) else []
     match = P_VALUE.search(text)
-    if match and float(match.group(1)) < ALPHA:
+    if match and significant(float(match.group(1))):
         classes.append("sig")
     if column == "verdict" and text.split(" ")[0] in ("supported", "contradicted"):
         classes.append(text.split(" ")[0])
@@ -60,7 +60,8 @@ def table_html(frame) -> str:
         cells = []
         for column, value in zip(frame.columns, values):
             classes = _cell_class(str(column), str(value))
-            cells.append(f"<td class='{classes}'>{_cell_html(value)}</td>" if classes else f"<td>{text_html(value)}</td>")
+            cells.append(f"<td class='{classes}'>{_cell_html(value)}</td>" if classes
+                         else f"<td>{text_html(value)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 

@@ -1,8 +1,8 @@
 """Cost of the Locally Adaptive Loss against plain cross-entropy, forward + backward.
 
-    python benchmarks/lal_cost.py --threads 1          # 4 x 21 x 256 x 256 logits, w = 5, k = 3
-    python benchmarks/lal_cost.py --device cuda        # also: --rounds 30, --labels voc, --clock cpu, --naive
-    python benchmarks/lal_cost.py --allocator system   # only glibc's default allocator behaviour (faster)
+    python benchmarks/perf/lal_cost.py --threads 1          # 4 x 21 x 256 x 256 logits, w = 5, k = 3
+    python benchmarks/perf/lal_cost.py --device cuda        # also: --rounds 30, --labels voc, --clock cpu, --naive
+    python benchmarks/perf/lal_cost.py --allocator system   # only glibc's default allocator behaviour (faster)
 
 Losses on the same random logits (requires_grad) and labels: ``ce`` (torch cross-entropy,
 ignore 255), ``lal`` (srlib's LAL: convolution plus a sparse correction at label boundaries) and,
@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from srlib.losses.locally_adaptive import locally_adaptive_loss, window_weights
-from srlib.stats import ratio_spread
+from srlib.cost import ratio_spread
 
 LAYOUTS = {"channels-first": torch.contiguous_format, "channels-last": torch.channels_last}
 
@@ -234,8 +234,10 @@ def report(device, args, size, labels, names):
         allocators = ("cuda",)
     times = {allocator: retained_times(runs, args, size, labels) if allocator == "retain"
              else round_times(runs, args, device, size, labels) for allocator in allocators}
-    peaks = cpu_peaks(runs, args, size, labels) if device.type == "cpu" else cuda_peaks(runs, args, device, size, labels)
-    references = {allocator: min((run for run in runs if run[0] == "ce"), key=lambda run: statistics.median(runs_times[run]))
+    peaks = (cpu_peaks(runs, args, size, labels) if device.type == "cpu"
+             else cuda_peaks(runs, args, device, size, labels))
+    references = {allocator: min((run for run in runs if run[0] == "ce"),
+                                 key=lambda run: statistics.median(runs_times[run]))
                   for allocator, runs_times in times.items()}
     memory_reference = references[allocators[0]]
     boundary = boundary_share(make_inputs(args, torch.device("cpu"), size, labels, "channels-first")[1], args.window)

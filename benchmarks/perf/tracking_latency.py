@@ -1,10 +1,10 @@
 """MLflow ``open_run`` latency when N training jobs start at once: a tracking server against direct SQLite.
 
-    python benchmarks/tracking_latency.py [--runs 8 32] [--workers 4]
-    python benchmarks/tracking_latency.py --uri http://host:5000 --runs 32    # an existing server
+    python benchmarks/perf/tracking_latency.py [--runs 8 32] [--workers 4]
+    python benchmarks/perf/tracking_latency.py --uri http://host:5000 --runs 32    # an existing server
 
-For each N and each store, N processes import ``srlib.tracking`` (as a training job does), wait at a common
-barrier, then each times ``srlib.tracking.open_run`` (run creation as a child of the benchmark's parent run,
+For each N and each store, N processes import ``srlib.tracking.tracker`` (as a training job does), wait at a common
+barrier, then each times ``srlib.tracking.tracker.open_run`` (run creation as a child of the benchmark's parent run,
 the default run config as params), logs one metric batch and one JSON artifact (``run.json``) and finishes.
 The experiment and parent run exist beforehand and the jobs read their ids from the marker, as after the
 workflow's ``init_tracking``. Stores: a fresh ``sqlite:///`` file opened by
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCHMARK = "tracking_latency"  # the runs' benchmark tag: children of its parent run
 # One training job's tracking start-up; the parent releases all children at once by writing to their stdin.
 CHILD = """
 import json, sys, time
-from srlib import tracking
 from srlib.config import DEFAULTS
+from srlib.tracking import tracker as tracking
 uri, experiment, name = sys.argv[1:4]
 print("ready", flush=True)
 sys.stdin.readline()
@@ -97,7 +97,7 @@ def measure(uri: str, label: str, n: int, experiment: str) -> tuple[str, int, di
     """(label, n, summary) of ``n`` concurrent runs opened in ``experiment`` of ``uri``. As in the workflow,
     ``init_tracking`` first creates the experiment and the benchmark's parent run and writes the marker
     whose ids the jobs use (``$SRLIB_TRACKING_MARKER``)."""
-    from srlib.tracking import MARKER_ENV, ensure_experiment, open_sweep, write_marker
+    from srlib.tracking.store import MARKER_ENV, ensure_experiment, open_sweep, write_marker
 
     experiment_id = ensure_experiment(uri, experiment)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every CUDA path of the suite on one GPU, in at most 10 minutes, from a fresh clone:
 #
-#   bash benchmarks/gpu_check.sh            # from anywhere; needs an NVIDIA GPU (nvidia-smi)
+#   bash benchmarks/perf/gpu_check.sh            # from anywhere; needs an NVIDIA GPU (nvidia-smi)
 #
 # Setup: uses $SRBENCH_PYTHON if set, else this checkout's .venv if its torch sees CUDA, else creates
 # .venv-gpu with PyPI's default (CUDA) torch and torchvision and `pip install -e .` (a few minutes; needs the
@@ -10,8 +10,8 @@
 #   amp          resolve_auto on CUDA turns AMP and channels-last on; one DeepLab-v3 ResNet-101 training step
 #                (MEA + SR-F + SR-L, official exits, 321 px, batch 4) in bf16 autocast on channels-last input:
 #                logits in bf16, loss and gradients finite, CUDA peak memory from srlib.cost
-#   lal          benchmarks/lal_cost.py --device cuda (LAL against cross-entropy: time and CUDA peak memory)
-#   sr_overhead  benchmarks/sr_overhead.py --device cuda at the paper's VOC resolution (321 px, batch 10),
+#   lal          benchmarks/perf/lal_cost.py --device cuda (LAL against cross-entropy: time and CUDA peak memory)
+#   sr_overhead  benchmarks/perf/sr_overhead.py --device cuda at the paper's VOC resolution (321 px, batch 10),
 #                DeepLab-v2 and -v3 ResNet-101
 #   gpu_slots    two jobs through workflow/scripts/gpu_slot.py on a pool of one GPU: they never overlap
 #   sweep        a tiny sweep on CUDA (`snakemake --cores 4 --resources gpu=1`; 2 SR cells x 2 seeds, cost
@@ -21,7 +21,7 @@
 # Exit status: the number of failed steps.
 set -uo pipefail
 
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$REPO/results/gpu_check
 BUDGET_S=570            # the whole check, setup included, stays under 10 minutes
 mkdir -p "$OUT"
@@ -110,9 +110,9 @@ gib = peak["peak_bytes"] / 2**30
 print(f"amp: bf16 logits, loss {loss.item():.3f}, {len(grads)} finite grads, channels-last, CUDA peak {gib:.2f} GiB")
 '
 
-step lal 120 "^(lal|ce) " "$PY" benchmarks/lal_cost.py --device cuda --rounds 10
+step lal 120 "^(lal|ce) " "$PY" benchmarks/perf/lal_cost.py --device cuda --rounds 10
 
-step sr_overhead 180 "(target|sr-light)" "$PY" benchmarks/sr_overhead.py --device cuda --size 321 --batch 10 \
+step sr_overhead 180 "(target|sr-light)" "$PY" benchmarks/perf/sr_overhead.py --device cuda --size 321 --batch 10 \
     --preset deeplabv2_resnet101 --preset deeplabv3_resnet101 --warmup 3 --repeats 10
 
 step gpu_slots 60 "^gpu_slots" "$PY" - <<'EOF'
@@ -163,7 +163,7 @@ for path in runs:
     assert (cfg["device"], cfg["optim"]["amp"], cfg["optim"]["channels_last"]) == ("cuda", True, True), path
     log = (path.parent / "train.log").read_text()
     assert f"gpu_slot: CUDA_VISIBLE_DEVICES={gpu}" in log, path.parent / "train.log"
-from srlib.results import MEMORY_KINDS
+from srlib.config import MEMORY_KINDS
 costs = [json.loads(p.read_text()) for p in sorted((bench / "cost").rglob("*.json"))]
 assert costs and all((c["memory_kind"], c["step_tensor_memory_kind"]) == ("cuda_max_allocated", "cuda_step_allocated")
                      for c in costs), [(c["memory_kind"], c["step_tensor_memory_kind"]) for c in costs]

@@ -4,12 +4,12 @@ Counts on the meta device (no weights allocated, nothing trained), for the defau
 paper's DeepLab-v2 ResNet-101 at 321 x 321. ``min_exit_stride`` 2 is the authors' placement (the stride-2
 stem is exit 1); 4 skips the stem, so the difference between the two rows is the stride-2 exit's own cost.
 
-    python benchmarks/exit_cost.py
+    python benchmarks/perf/exit_cost.py
 """
 
 import argparse
 
-from srlib.claims import training_counts
+from srlib.report.claims import training_counts
 from srlib.models import EXITS
 
 SETTINGS = (  # (preset, input side in px, classes, build overrides)
@@ -28,7 +28,8 @@ def main() -> None:
                 counts = training_counts(preset, size, classes, exit_type, min_exit_stride=stride, **overrides)
                 macs, params = counts["macs_train"], counts["params_train"]
                 print(f"| {preset} | {size} | {exit_type} | {stride} | {macs / 1e9:.2f} G "
-                      f"| ×{macs / counts['macs_test']:.3f} | {params / 1e6:.2f} M | ×{params / counts['params_test']:.3f} |")
+                      f"| ×{macs / counts['macs_test']:.3f} | {params / 1e6:.2f} M "
+                      f"| ×{params / counts['params_test']:.3f} |")
 
 
 if __name__ == "__main__":

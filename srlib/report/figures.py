@@ -1,23 +1,18 @@
-"""Benchmark figures from a frame of runs (``srlib.results.collect_runs``): the ablation bar chart and the
-picture grid of baseline vs. SR predictions. matplotlib (Agg) is imported when a figure is drawn."""
+"""The benchmark's figures from a frame of runs (``srlib.report.frames.collect_runs``): the ablation bar chart and
+the picture grid of baseline vs. SR predictions (drawn by ``srlib.pictures``). matplotlib (Agg) is imported when a
+figure is drawn.
+"""
 
 import math
 from pathlib import Path
 
-from srlib.claims import ALPHA
-from srlib.palette import IGNORE_INDEX, color_table, voc_colormap
-from srlib.results import METRIC_NAMES, group_title, groups, ordered_sr, score, status_note
-from srlib.stats import LEVEL, mean_ci, paired_difference
-from srlib.sweep import FULL_SR, sr_label
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from srlib.config import IGNORE_INDEX
+from srlib.palette import voc_colormap
+from srlib.pictures import picture_grid, pyplot
+from srlib.report.format import METRIC_NAMES, interval
+from srlib.report.frames import group_title, groups, ordered_sr, score, seed_scores, status_note
+from srlib.report.stats import ALPHA, LEVEL, mean_ci, paired_difference, significant
+from srlib.sweep.cells import FULL_SR, sr_label
 
 
 def _significance(group, names: list[str], metric: str, level: float) -> dict[str, float]:
@@ -25,10 +20,9 @@ def _significance(group, names: list[str], metric: str, level: float) -> dict[st
     base = group[group["sr"] == "baseline"]
     if base.empty:
         return {sr: math.nan for sr in names}
-    reference = {s: score(r, metric) for s, r in zip(base["seed"], base["result"])}
-    return {sr: paired_difference({s: score(r, metric) for s, r in zip(cells["seed"], cells["result"])},
-                                  reference, level)["p"]
-            for sr, cells in ((sr, group[group["sr"] == sr]) for sr in names)}
+    reference = seed_scores(base, metric)
+    return {sr: paired_difference(seed_scores(group[group["sr"] == sr], metric), reference, level)["p"]
+            for sr in names}
 
 
 def plot_ablation(frame, path: Path, metric: str = "miou", level: float = LEVEL) -> Path:
@@ -38,7 +32,7 @@ def plot_ablation(frame, path: Path, metric: str = "miou", level: float = LEVEL)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    plt = _pyplot()
+    plt = pyplot()
     panels = list(groups(frame, ["dataset", "preset", "pixel"]))
     cols = min(3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / cols))
@@ -63,7 +57,7 @@ def plot_ablation(frame, path: Path, metric: str = "miou", level: float = LEVEL)
             if note:
                 ax.annotate(note, (i, 0), xytext=(0, 4), textcoords="offset points", ha="center", rotation=90,
                             color="tab:red", fontsize=8)
-            if p_values[sr] < ALPHA:
+            if significant(p_values[sr]):
                 top = max([means[i] + halves[i], *seeds[i]])
                 ax.annotate("*", (i, top), xytext=(0, 1), textcoords="offset points", ha="center", fontsize=13)
         if "baseline" in names and not math.isnan(means[names.index("baseline")]):
@@ -115,49 +109,6 @@ def _prediction_runs(frame, treated_sr: str):
     return None
 
 
-def picture_grid(path: Path, images, masks, predictions: list[tuple[str, object]], palette, classes, title: str,
-                 dpi: int = 100) -> Path:
-    """One column per image; rows: image, ground truth, then each prediction with its wrong pixels outlined in
-    yellow (ignore pixels white); a key of the colours of the classes shown. Landscape and about 1000 x 700
-    pixels for six images, to fit a screen (the Snakemake report shows it at its own size).
-
-    images uint8 K x H x W x 3; masks and each prediction int K x H x W (class ids, 255 = ignore);
-    predictions: [(row label, array)]; palette: RGB triplets per class id; classes: their names.
-    """
-    import numpy as np
-    from matplotlib.patches import Patch
-
-    plt = _pyplot()
-    table = color_table(palette)
-    count = len(images)
-    rows = [("image", list(images), None), ("ground truth", [table[m.clip(0, 255)] for m in masks], None)]
-    rows += [(label, [table[p.clip(0, 255)] for p in preds], [(p != m) & (m != IGNORE_INDEX) for p, m in zip(preds, masks)])
-             for label, preds in predictions]
-    width = max(1.5 * count + 1.4, 8.0)  # room for the title and the key with few images
-    fig, axes = plt.subplots(len(rows), count, figsize=(width, 1.5 * len(rows) + 1.1), squeeze=False)
-    for r, (label, panels, wrong) in enumerate(rows):
-        for c in range(count):
-            ax = axes[r, c]
-            ax.imshow(panels[c], interpolation="nearest")
-            if wrong is not None and wrong[c].any():  # outline the wrong pixels, whatever the palette's colours
-                ax.contour(np.kron(wrong[c], np.ones((4, 4))), levels=[0.5], colors="yellow", linewidths=0.7,
-                           extent=(-0.5, wrong[c].shape[1] - 0.5, wrong[c].shape[0] - 0.5, -0.5))
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(label, fontsize=8)
-    shown = sorted({int(v) for a in [masks, *(p for _, p in predictions)] for v in np.unique(a) if v < len(classes)})
-    key = [Patch(facecolor=table[i] / 255, edgecolor="0.5", label=classes[i]) for i in shown]
-    key += [Patch(facecolor="white", edgecolor="0.5", label="ignore"),
-            Patch(facecolor="none", edgecolor="yellow", label="wrong pixels")]
-    fig.legend(handles=key, loc="lower center", ncol=min(len(key), 7), fontsize=7, frameon=False)
-    fig.suptitle(title, fontsize=9)
-    key_rows = math.ceil(len(key) / 7)
-    fig.tight_layout(rect=(0, 0.25 * key_rows / fig.get_figheight(), 1, 1 - 0.25 / fig.get_figheight()))
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
-
-
 def _setting_line(run) -> str:
     return f"\n{run['setting']}" if str(run.get("setting") or "") else ""
 
@@ -168,7 +119,7 @@ def plot_pictures(frame, path: Path, count: int = 6) -> Path:
     setting (the shared baseline once)."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     present = ordered_sr(frame)
     treated = FULL_SR if FULL_SR in present else next((sr for sr in reversed(present) if sr != "baseline"), None)
     found = _prediction_runs(frame, treated) if treated else None
@@ -187,10 +138,11 @@ def plot_pictures(frame, path: Path, count: int = 6) -> Path:
     same = all(np.array_equal(a["masks"], masks) for a in arrays[1:])
     count = min(count, len(images))
     classes = runs[0]["result"].get("classes") or []
-    num_classes = len(classes) or int(masks[masks != 255].max(initial=0)) + 1
+    num_classes = len(classes) or int(masks[masks != IGNORE_INDEX].max(initial=0)) + 1
     classes = classes or [str(i) for i in range(num_classes)]
-    predictions = [(f"{sr_label(r['sr'])}{_setting_line(r)}\nmIoU {100 * score(r['result'], 'miou'):.1f} %",
-                    a["preds"][:count]) for r, a in zip(runs, arrays)]
+    predictions = [(f"{sr_label(r['sr'])}{_setting_line(r)}\n"
+                    f"mIoU {interval(score(r['result'], 'miou'), math.nan, unit=' %')}", a["preds"][:count])
+                   for r, a in zip(runs, arrays)]
     note = "" if same else " — WARNING: the two runs kept different images"
     title = f"{key['dataset']} · {key['preset']} · {key['pixel']} · seed {seed}: first {count} validation images{note}"
     return picture_grid(path, images[:count], masks[:count], predictions,

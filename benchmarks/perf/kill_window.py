@@ -1,9 +1,9 @@
 """Orphan MLflow runs left by ``kill -9`` while a run opens its MLflow run.
 
-    python benchmarks/kill_window.py [--trials 20] [--seed 0]
+    python benchmarks/perf/kill_window.py [--trials 20] [--seed 0]
 
 The window: from the moment MLflow has created the run (``MlflowClient.create_run`` returned) until
-``srlib.train.open_tracker`` returns, the stretch in which the run's params are logged and its id is saved
+``srlib.rundir.mlflow_run.open_tracker`` returns, the stretch in which the run's params are logged and its id is saved
 beside the checkpoint. Each trial starts ``srlib run`` on a tiny config (32 px generated data, 2 iterations,
 SQLite store, its own experiment) in a process whose ``create_run`` starts a timer; the timer SIGKILLs the
 process a random delay later, uniform over 1.2 times the window measured by an unkilled run, and notes whether
@@ -28,12 +28,12 @@ import yaml
 CHILD = """
 import os, signal, sys, threading, time
 from mlflow import MlflowClient
-import srlib.train
+import srlib.rundir.mlflow_run
 from srlib.cli import main
 
 delay_s, state = float(sys.argv[1]), sys.argv[2]
 opened = threading.Event()
-create_run, open_tracker = MlflowClient.create_run, srlib.train.open_tracker
+create_run, open_tracker = MlflowClient.create_run, srlib.rundir.mlflow_run.open_tracker
 
 def kill_later(created):
     time.sleep(delay_s) if delay_s >= 0 else opened.wait()
@@ -52,7 +52,7 @@ def noting_open_tracker(*args, **kwargs):
     opened.set()
     return tracker
 
-MlflowClient.create_run, srlib.train.open_tracker = timed_create_run, noting_open_tracker
+MlflowClient.create_run, srlib.rundir.mlflow_run.open_tracker = timed_create_run, noting_open_tracker
 sys.exit(main(sys.argv[3:]))
 """
 

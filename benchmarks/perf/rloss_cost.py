@@ -1,7 +1,7 @@
 """Cost of the DenseCRF loss (and its DFR variant) against cross-entropy, forward + backward.
 
-    python benchmarks/rloss_cost.py --threads 1              # the weak benchmark's setting (128 px, 8 x 8 logits)
-    python benchmarks/rloss_cost.py --setting voc --device cuda   # the published setting at 321 px
+    python benchmarks/perf/rloss_cost.py --threads 1              # the weak benchmark's setting (128 px, 8 x 8 logits)
+    python benchmarks/perf/rloss_cost.py --setting voc --device cuda   # the published setting at 321 px
 
 Each loss starts from the same head logits (B x C x h x w, requires_grad, at the network's output stride) as
 training does: ``ce`` upsamples them bilinearly to the label size and takes cross-entropy (ignore 255);
@@ -15,7 +15,7 @@ Time: ``--rounds`` rounds after two warm-up calls of each; in every round each l
 machine load hits them alike; each ratio is per round (loss / ce of the same round), reported as median and
 interquartile range. Peak memory: bytes above what was live before the call, reached during it (the
 gradient counts): CUDA ``max_memory_allocated``; CPU the resident set's high-water mark in one fresh child
-process per loss (as ``benchmarks/lal_cost.py`` measures it, glibc told to mmap every block of 64 KiB or
+process per loss (as ``benchmarks/perf/lal_cost.py`` measures it, glibc told to mmap every block of 64 KiB or
 more so freed tensors leave the resident set). Linux only on CPU.
 """
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lal_cost import _ratio_text, _status_kb, sync, voc_like_masks  # noqa: E402
 
 from srlib.losses.dense_crf import densecrf_loss  # noqa: E402
-from srlib.stats import ratio_spread  # noqa: E402
+from srlib.cost import ratio_spread  # noqa: E402
 
 SETTINGS = {
     "generated": {"batch": 8, "classes": 10, "size": 128, "stride_out": 16,

@@ -1,6 +1,6 @@
 """Finished run directories loaded into an MLflow store afterwards (``srlib import-runs``).
 
-An imported run looks like a live one (``srlib.tracking``): the same name and cell tags, a child of its
+An imported run looks like a live one (``srlib.tracking.tracker``): the same name and cell tags, a child of its
 benchmark's parent run, the config as params, the history it kept (``history.jsonl``: losses, lr,
 validation mIoU) replayed at its steps and times, the summary at step 0 and its files as artifacts.
 This is also how the committed reference runs are browsed without training them again.
@@ -12,11 +12,13 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
 
-from srlib.results import CONFIG_HASH, DATA_FINGERPRINT, RUN_ARTIFACTS, read_history, read_record
-from srlib.sweep import AXES, config_axes, run_axes, run_label
-from srlib.tracking import (
-    PARENT_TAG, _metric_batch, _store_lock, _summary, ensure_experiment, flatten_params, history_metrics,
-    metric_batches, open_sweep, sweep_run,
+from srlib.config import CONFIG_HASH, DATA_FINGERPRINT
+from srlib.rundir.layout import METRICS_FILE, RUN_ARTIFACTS
+from srlib.rundir.record import read_history, read_record
+from srlib.sweep.cells import AXES, config_axes, run_axes, run_label
+from srlib.tracking.store import ensure_experiment, open_sweep, store_lock, sweep_run
+from srlib.tracking.tracker import (
+    PARENT_TAG, flatten_params, history_metrics, metric_batch, metric_batches, record_summary,
 )
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def _logged_runs(client: MlflowClient, experiment_id: str) -> set[tuple[str, str
 
 
 def _cell(run_dir: Path, record: dict) -> dict | None:
-    """The run's axis values (``srlib.sweep.run_axes``), None when neither its path, record nor config tells."""
+    """The run's axis values (``srlib.sweep.cells.run_axes``), None when neither its path, record nor config tells."""
     try:
         return run_axes(run_dir, record.get("axes") or config_axes(record.get("config") or {}))
     except (KeyError, TypeError, ValueError):
@@ -59,7 +61,7 @@ def _display(run_dir: Path, record: dict, varying: list[str], benchmark: str | N
 def _import_run(client: MlflowClient, experiment_id: str, run_dir: Path, record: dict, name: str, tags: dict,
                 parent: str | None) -> None:
     """Create one run with the record's status from a run directory; raises on failure."""
-    ended = record.get("train", {}).get("finished_at_ms") or int((run_dir / "metrics.json").stat().st_mtime * 1000)
+    ended = record.get("train", {}).get("finished_at_ms") or int((run_dir / METRICS_FILE).stat().st_mtime * 1000)
     history = read_history(run_dir)
     took_ms = int(1000 * (record.get("train", {}).get("total_time_s") or 0))
     started = min((point["time_ms"] for point in history if point.get("time_ms")), default=ended - took_ms)
@@ -70,9 +72,10 @@ def _import_run(client: MlflowClient, experiment_id: str, run_dir: Path, record:
     if parent:
         tags[PARENT_TAG] = parent
     run_id = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name).info.run_id
-    client.log_batch(run_id, params=[Param(key, value) for key, value in flatten_params(record.get("config") or {}).items()])
-    scalars, facts, artifacts = _summary(record)
-    for batch in metric_batches(history_metrics(history, started) + _metric_batch(scalars, 0, ended)):
+    params = flatten_params(record.get("config") or {})
+    client.log_batch(run_id, params=[Param(key, value) for key, value in params.items()])
+    scalars, facts, artifacts = record_summary(record)
+    for batch in metric_batches(history_metrics(history, started) + metric_batch(scalars, 0, ended)):
         client.log_batch(run_id, metrics=batch)
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in facts.items()])
     for artifact_file, value in artifacts.items():
@@ -87,7 +90,7 @@ def import_runs(run_dirs, uri: str, experiment: str, *, benchmark: str | None = 
                 description: str | None = None, attach=()) -> dict[str, int]:
     """Import finished run directories into MLflow (runs whose store was unreachable, reference runs).
 
-    Each run directory holds a ``metrics.json`` record (``srlib.results``; it needs "config_hash", and
+    Each run directory holds a ``metrics.json`` record (``srlib.rundir.layout``; it needs "config_hash", and
     "config" or a ``config.yaml`` next to it) and may hold ``history.jsonl``. A run is named and tagged as
     its sweep named it (``tracking.run_name`` / ``tracking.tags`` of its config); records without them
     are named by their cell, with the axes that vary among the imported runs. Runs tagged with a
@@ -111,7 +114,7 @@ def import_runs(run_dirs, uri: str, experiment: str, *, benchmark: str | None = 
             raise FileNotFoundError(f"run directory {run_dir} does not exist")
         record = read_record(run_dir)
         if record is not None and not record.get(CONFIG_HASH):
-            raise ValueError(f"{run_dir / 'metrics.json'} has no {CONFIG_HASH!r}")
+            raise ValueError(f"{run_dir / METRICS_FILE} has no {CONFIG_HASH!r}")
         records.append(record)
     found = [(d, r) for d, r in zip(run_dirs, records) if r is not None]
     for run_dir, record in zip(run_dirs, records):
@@ -131,7 +134,7 @@ def import_runs(run_dirs, uri: str, experiment: str, *, benchmark: str | None = 
             continue
         name, tags = _display(run_dir, record, varying, benchmark)
         if "benchmark" in tags and tags["benchmark"] not in parents:
-            with _store_lock(uri):
+            with store_lock(uri):
                 parents[tags["benchmark"]] = sweep_run(client, experiment_id, tags["benchmark"])
         _import_run(client, experiment_id, run_dir, record, name, tags, parents.get(tags.get("benchmark")))
         logged.add(key)

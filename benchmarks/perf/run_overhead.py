@@ -9,7 +9,7 @@ Prints
 2. the time shares of evaluation and of MLflow logging in one whole run (``srlib.train.execute`` with
    a SQLite store), logging timed by wrapping the tracker's methods.
 
-    python benchmarks/run_overhead.py [--data-root DIR] [--preset fcn_mobilenetv2_100] [--iters 60]
+    python benchmarks/perf/run_overhead.py [--data-root DIR] [--preset fcn_mobilenetv2_100] [--iters 60]
 """
 
 import argparse
@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-import srlib.tracking
+import srlib.rundir.mlflow_run
+import srlib.tracking.tracker
 import srlib.train
-from srlib.config import resolve_config
 from srlib.data.synth import generate
+from srlib.registries import resolve_config
 from srlib.losses.self_regulation import self_regulation_loss
 
 
@@ -81,8 +82,8 @@ def run_shares(cfg: dict, workdir: Path) -> dict:
         return wrapper
 
     for name in ("log_metrics", "log_artifact", "log_dict", "log_summary", "finish"):
-        setattr(srlib.tracking.Tracker, name, timed(getattr(srlib.tracking.Tracker, name)))
-    srlib.tracking.open_run = timed(srlib.tracking.open_run)
+        setattr(srlib.tracking.tracker.Tracker, name, timed(getattr(srlib.tracking.tracker.Tracker, name)))
+    srlib.rundir.mlflow_run.open_run = timed(srlib.rundir.mlflow_run.open_run)  # where open_tracker finds it
     cfg = {**cfg, "tracking": {**cfg["tracking"], "enabled": True, "uri": f"sqlite:///{workdir / 'mlflow.db'}"}}
     tick = time.perf_counter()
     result = srlib.train.execute(cfg, workdir / "run")
@@ -119,7 +120,8 @@ def main() -> None:
               f"(target <= 1.05)")
         shares = run_shares(cfg, Path(tmp))
         print(f"whole run of {args.iters} iterations + evaluation on 500 val images: {shares['total_s']:.1f} s; "
-              f"training {shares['train_s'] / shares['total_s']:.1%}, evaluation {shares['eval_s'] / shares['total_s']:.1%}, "
+              f"training {shares['train_s'] / shares['total_s']:.1%}, "
+              f"evaluation {shares['eval_s'] / shares['total_s']:.1%}, "
               f"MLflow logging {shares['tracking_s'] / shares['total_s']:.1%} (every 25 iterations, SQLite store)")
 
 

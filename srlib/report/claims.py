@@ -7,7 +7,7 @@ parts, small objects) and Failure-2 (hallucinated classes) errors become fewer.
 Verdicts for effects measured over seeds (paired by seed, two-sided paired t-test):
 **supported** (effect in the claimed direction, p < 0.05), **contradicted** (opposite direction,
 p < 0.05), **inconclusive** (otherwise), then with the smallest effect the seeds could detect at 80 %
-power (:func:`detectable_effect`); any of them is marked **borderline** when 0.01 <= p < 0.10, where a
+power (``srlib.report.stats.detectable_effect``); any of them is marked **borderline** when 0.01 <= p < 0.10, where a
 rerun on another machine (other CPU kernels, the same code) can flip it. Costs are deterministic counts or
 medians: a ratio is supported when it is at most the stated limit, contradicted when above it.
 
@@ -20,12 +20,11 @@ import functools
 import math
 import statistics
 
-from srlib.results import group_title, groups, score
-from srlib.stats import LEVEL, paired_difference
-from srlib.sweep import FULL_SR, sr_label
+from srlib.report.format import BOUNDED, interval, iqr, p_value, times
+from srlib.report.frames import group_title, groups, score, seed_scores
+from srlib.report.stats import ALPHA, LEVEL, POWER, detectable_effect, paired_difference, significant
+from srlib.sweep.cells import FULL_SR, sr_label
 
-ALPHA = 0.05
-POWER = 0.8
 BORDERLINE = (0.01, 0.10)  # p in [low, high): a verdict another machine may flip
 TRAIN_OVERHEAD_LIMIT = 1.10  # our reading of "little computational overhead during training"
 # (claim, treated cell, reference cell, metric in metrics.json, claimed sign: +1 = higher is better)
@@ -36,39 +35,15 @@ EFFECT_CLAIMS = (
     ("SR-L adds to MEA (+MEA+SR-L vs +MEA)", "mea+srl", "mea", "miou", +1),
     ("SR-F and SR-L together add to MEA (+MEA+SR-F+SR-L vs +MEA)", FULL_SR, "mea", "miou", +1),
     ("Fewer Failure-1 errors: thin-part IoU rises (full SR vs baseline)", FULL_SR, "baseline", "thin_part_iou", +1),
-    ("Fewer Failure-1 errors: small-object IoU rises (full SR vs baseline)", FULL_SR, "baseline", "small_object_iou", +1),
+    ("Fewer Failure-1 errors: small-object IoU rises (full SR vs baseline)", FULL_SR, "baseline",
+     "small_object_iou", +1),
     ("Fewer Failure-2 errors: hallucinated-class rate falls (full SR vs baseline)", FULL_SR, "baseline",
      "hallucination_rate", -1),
 )
 
 
-def detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Smallest true mean difference a two-sided paired t-test on ``n`` pairs with difference standard
-    deviation ``sd`` detects with probability ``power`` at level ``alpha`` (noncentral t). NaN if n < 2."""
-    from scipy import optimize, stats
-
-    if n < 2 or not math.isfinite(sd):
-        return math.nan
-    if sd == 0:
-        return 0.0
-    df = n - 1
-    critical = stats.t.ppf(1 - alpha / 2, df)
-
-    def shortfall(effect: float) -> float:
-        noncentrality = effect * math.sqrt(n) / sd
-        return stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality) - power
-
-    upper = (critical + 4) * sd / math.sqrt(n)
-    while shortfall(upper) < 0:  # bracket the root without overflowing nct at huge noncentralities
-        upper *= 2
-    try:
-        return float(optimize.brentq(shortfall, 0.0, upper))
-    except ValueError:  # scipy's nct gives NaN on the way (seen at n = 2, df = 1): no estimate
-        return math.nan
-
-
 def verdict(mean: float, p: float, sign: int) -> str:
-    if not (math.isfinite(mean) and math.isfinite(p)) or p >= ALPHA:
+    if not (math.isfinite(mean) and math.isfinite(p)) or not significant(p):
         return "inconclusive"
     return "supported" if mean * sign > 0 else "contradicted"
 
@@ -88,9 +63,9 @@ def effect_row(claim: str, treated: dict, reference: dict, sign: int, level: flo
         judged += " · borderline"
     return {
         "claim": claim,
-        "effect": _points(diff["mean"], diff["half"]),
+        "effect": interval(diff["mean"], diff["half"], signed=True, unit=" points"),
         "n": diff["n"],
-        "p": _p(diff["p"]),
+        "p": p_value(diff["p"], BOUNDED),
         "verdict": judged,
     }
 
@@ -101,19 +76,8 @@ def ratio_row(claim: str, ratio: float | None, limit: float, what: str) -> dict:
         judged = "not measured"
     else:
         judged = "supported" if ratio <= limit + 1e-12 else "contradicted"
-    return {"claim": claim, "effect": "–" if ratio is None else f"×{ratio:.3f} {what}", "n": "–", "p": "–",
+    return {"claim": claim, "effect": "–" if ratio is None else f"{times(ratio)} {what}", "n": "–", "p": "–",
             "verdict": judged}
-
-
-def _points(mean: float, half: float) -> str:
-    if not math.isfinite(mean):
-        return "–"
-    text = f"{100 * mean:+.1f}"
-    return text + (f" ± {100 * half:.1f}" if math.isfinite(half) else "") + " points"
-
-
-def _p(p: float) -> str:
-    return "–" if not math.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def _mean_of(cells, get) -> float | None:
@@ -131,7 +95,7 @@ def mechanism(group, treated: str, reference: str) -> str:
 
     def text(sr: str, metric: str):
         value = _mean_of(group[group["sr"] == sr], lambda r: score(r, metric))
-        return None if value is None else f"{100 * value:.0f} %"
+        return None if value is None else interval(value, math.nan, digits=0, unit=" %")
 
     parts = []
     for metric, what in (("exit1_miou", "exit 1 (teacher) mIoU {}"), ("teacher_agreement", "head = exit 1 on {}"),
@@ -145,11 +109,6 @@ def mechanism(group, treated: str, reference: str) -> str:
         if gap is not None:
             parts.append(f"{name} gap {gap:.3f}")
     return "; ".join(parts)
-
-
-def _seed_scores(group, sr: str, metric: str) -> dict:
-    cells = group[group["sr"] == sr]
-    return {seed: score(result, metric) for seed, result in zip(cells["seed"], cells["result"])}
 
 
 def _ratio(record: dict | None, base: dict | None, key: str, base_key: str | None = None):
@@ -170,8 +129,7 @@ def step_time_row(claim: str, full: dict | None, base: dict | None) -> dict:
     verdict = ("supported" if spread["q3"] <= limit else "contradicted" if spread["q1"] > limit
                else "inconclusive (the interquartile range straddles the limit)")
     return {"claim": claim, "n": "–", "p": "–", "verdict": verdict,
-            "effect": f"×{spread['median']:.3f} s per step (IQR {spread['q1']:.3f}–{spread['q3']:.3f}, "
-                      f"{spread['n']} interleaved rounds)"}
+            "effect": f"{times(spread['median'])} s per step ({iqr(spread)}, {spread['n']} interleaved rounds)"}
 
 
 def cost_rows(records: list[dict], exit_type: str | None) -> list[dict]:
@@ -195,7 +153,7 @@ def cost_rows(records: list[dict], exit_type: str | None) -> list[dict]:
 
 
 def paper_setting_rows(counts: dict) -> list[dict]:
-    """Overhead at the paper's own setting from :func:`training_counts`."""
+    """Overhead at the paper's own setting from ``training_counts``."""
     what = f"{counts['preset']}, {counts['size']} x {counts['size']}, {counts['exit']} exits"
     return [
         ratio_row(f"Little training overhead at the paper's setting ({what}): parameters",
@@ -229,8 +187,8 @@ def training_counts(preset: str = "deeplabv2_resnet101", size: int = 321, num_cl
 def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
     """One claims table per dataset x preset x pixel loss (rows: claim, effect, n, p, verdict).
 
-    ``data``: the tables' input (``srlib.tables``): "runs", "costs", "level". ``paper_counts``: the
-    paper-setting counts; default :func:`training_counts` (about 4 s of CPU, once per process).
+    ``data``: the tables' input (``srlib.report.scores``): "runs", "costs", "level". ``paper_counts``: the
+    paper-setting counts; default ``training_counts`` (about 4 s of CPU, once per process).
     """
     import pandas as pd
 
@@ -239,8 +197,9 @@ def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
     sections = []
     for key, group in groups(frame, ["dataset", "preset", "pixel"]):
         present = set(group["sr"])
-        rows = [{**effect_row(claim, _seed_scores(group, treated, metric), _seed_scores(group, reference, metric),
-                              sign, level), "mechanism": mechanism(group, treated, reference)}
+        rows = [{**effect_row(claim, seed_scores(group[group["sr"] == treated], metric),
+                              seed_scores(group[group["sr"] == reference], metric), sign, level),
+                 "mechanism": mechanism(group, treated, reference)}
                 for claim, treated, reference, metric, sign in EFFECT_CLAIMS if {treated, reference} <= present]
         if not any(row["mechanism"] for row in rows):  # records from before exits were scored
             rows = [{k: v for k, v in row.items() if k != "mechanism"} for row in rows]

@@ -1,6 +1,6 @@
 """Time `snakemake -n` on a generated benchmark of 5,120 runs against a bare Snakefile with the same jobs.
 
-    python benchmarks/dag_timing.py [--seeds 8] [--rounds 5]
+    python benchmarks/perf/dag_timing.py [--seeds 8] [--rounds 5]
 
 Runs in a scratch copy of the workflow (nothing is written under results/). The benchmark is 5 dataset ids x
 4 presets x 4 pixel losses x 8 SR combinations x seeds. The bare Snakefile has the same train and cost
@@ -29,10 +29,11 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from srlib import sweep
-from srlib.stats import format_spread, ratio_spread
+from srlib.sweep import benchmark, cells
+from srlib.cost import ratio_spread
+from srlib.report.format import console_spread
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PRESETS = ["deeplabv2_resnet101", "deeplabv3_resnet101", "deeplabv3_resnet18", "fcn_mobilenetv2_100"]
 TARGET = 1.5
 BARE_SNAKEFILE = '''
@@ -79,9 +80,9 @@ def write_bare(directory: Path, bench: dict) -> None:
     """The bare Snakefile and its targets (the sweep's outcome and cost files) in ``directory``."""
     filled = json.loads(json.dumps(bench))
     validate(filled, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # the schema's defaults
-    expanded = sweep.expand(filled)
-    runs = f"{expanded['dir']}/runs/{sweep.run_pattern(expanded['axes'])}"
-    costs = f"{expanded['dir']}/cost/{sweep.cost_pattern(expanded['axes'])}"
+    expanded = benchmark.expand(filled)
+    runs = f"{expanded['dir']}/runs/{cells.run_pattern(expanded['axes'])}"
+    costs = f"{expanded['dir']}/cost/{cells.cost_pattern(expanded['axes'])}"
     directory.mkdir()
     (directory / "Snakefile").write_text(BARE_SNAKEFILE.format(RUN=runs, COST=costs))
     targets = [f"{d}/outcome.json" for d in expanded["run_dirs"]] + expanded["cost_files"]
@@ -131,7 +132,7 @@ def main() -> None:
     print(f"snakemake -n median: ours {statistics.median(times['ours']):.2f} s, "
           f"bare {statistics.median(times['bare']):.2f} s")
     verdict = "meets" if spread["median"] <= TARGET else "MISSES"
-    print(f"ours / bare: {format_spread(spread, 2)}: {verdict} the {TARGET}x target")
+    print(f"ours / bare: {console_spread(spread, 2)}: {verdict} the {TARGET}x target")
 
 
 if __name__ == "__main__":

@@ -1,35 +1,8 @@
-"""The sweep's vocabulary in plain Python: axes, SR cell names, run and cost paths, a benchmark file expanded.
+"""A benchmark file (``benchmarks/<name>.yaml``) checked and expanded into its sweep: dataset entries, the
+supervision and settings axes, overrides, the runs to train, the cost jobs, and which settings each serves.
 
-A benchmark file (``benchmarks/<name>.yaml``, schema ``workflow/schemas/config.schema.yaml``) is one sweep.
-Its runs are the Cartesian product of the axes ``AXES``; each run is identified by its directory, which
-spells its axis values (``run_pattern``)::
-
-    results/<bench>/runs/dataset~<id>/preset~<preset>/pixel~<loss>/sr~<combo>/seed~<seed>/
-
-and its run config is ``base`` <- its dataset's ``config`` <- its setting's fragment <- matching ``overrides``
-<- the axis values. The axes own the run-config keys in ``OWNED_KEYS``; a fragment may not set them.
-
-Settings (``axes.settings``, optional): named run-config fragments, e.g. ``{official: {loss: {variant:
-official}}, paper: {...}}``, each a value of the axis ``setting`` (path segment ``setting~<name>`` before
-``sr~``; a benchmark without the axis keeps its paths and run configs exactly). Cells of different settings
-that read the same config (``srlib.config.reading_hash``: a baseline reads no SR key, a cell without exits no
-exit key) are trained once, in the directory of the first such setting, and serve every one of them
-(``served``): the tables show that run under each setting it serves.
-
-Axis values: ``sr`` is ``baseline`` or the terms mea / srf / srl joined by '+' (canonical order, table
-order ``SR_ORDER``); ``pixel`` is a ``srlib.losses.PIXEL_LOSSES`` name, with ``+center`` for that loss plus
-the center loss (``loss.center: true``).
-
-Weak supervision (``axes.supervision``, optional): values ``full``, ``pseudo``, ``scribble``, each optionally
-with ``+densecrf`` or ``+dfr`` (the regularized loss; ``SUPERVISION_LABELS``, ``REGULARIZERS``). The axis is
-crossed with the dataset axis: every (dataset, supervision) pair becomes a dataset id ``<id>@<supervision>``
-(``dataset~generated@scribble+densecrf/...``), so each is one column of the tables, and its runs set
-``data.supervision`` and ``loss.regularizer``. A benchmark without the axis keeps its dataset ids, run paths
-and run configs exactly as before. Real datasets read weak labels from their entry's ``pseudo_dir`` /
-``scribble_dir`` (as ``data.label_dir``); the generated dataset makes them (``srlib.data.weak``).
-
-Snakemake parses this for every invocation (and every cluster job), so it imports no torch, pandas or
-scipy and does O(runs) dict work only; ``workflow/rules/common.smk`` is thin glue over ``expand``.
+``check_benchmark_file`` and ``check_configfiles`` name a benchmark file's YAML error where Snakemake would not;
+``check_fragment`` checks a run-config fragment against the run schema; ``expand`` returns the whole sweep.
 """
 
 import itertools
@@ -39,20 +12,14 @@ import sys
 from pathlib import Path
 
 from srlib.config import (
-    DEFAULTS, GENERATE_DEFAULTS, ConfigError, check_schema, integral_floats_to_ints, merge, reading_hash,
-    tracking_uri,
+    DEFAULTS, REGULARIZERS, SUPERVISIONS, ConfigError, check_schema, integral_floats_to_ints, merge, tracking_uri,
 )
-from srlib.data import DATASETS
+from srlib.data import DATASETS, GENERATE_DEFAULTS
+from srlib.files import read_yaml
+from srlib.identity import reading_hash
+from srlib.sweep.cells import SR_ORDER, canonical_sr, cell_key, cost_pattern, run_pattern
+from srlib.sweep.run_configs import cost_config, run_config
 
-AXES = ("dataset", "preset", "pixel", "setting", "sr", "seed")  # in path order
-OPTIONAL_AXES = {"setting": ""}  # axis -> a run's value where its benchmark has no such axis
-SR_TERMS = ("mea", "srf", "srl")
-SR_LABELS = {"mea": "MEA", "srf": "SR-F", "srl": "SR-L"}
-SR_ORDER = ("baseline", "mea", "mea+srf", "mea+srl", "mea+srf+srl", "srf", "srl", "srf+srl")
-FULL_SR = "mea+srf+srl"
-CENTER_SUFFIX = "+center"
-
-COST_AXES = ("dataset", "preset", "exit", "sr")  # what a cost file's path must spell; the pixel loss is read from its config
 GENERATED_PATTERN = "results/data/generated/size~{size}/train~{n_train}/val~{n_val}/test~{n_test}/seed~{seed}"
 GENERATED_KEYS = ("size", "n_train", "n_val", "n_test", "seed")  # the generator parameters a sweep may set
 
@@ -65,8 +32,6 @@ OWNED_KEYS = {
     "data.supervision": "axes.supervision", "loss.regularizer": "axes.supervision",
 }
 SETTING_NAME = "^[A-Za-z0-9_.=-]+$"  # a setting's name: a path segment, an MLflow tag
-SUPERVISION_LABELS = ("full", "pseudo", "scribble")  # srlib.data.weak.SUPERVISIONS (no torch import here)
-REGULARIZERS = ("densecrf", "dfr")  # srlib.losses.dense_crf.REGULARIZERS
 SUPERVISION_SEP = "@"  # dataset id @ supervision value
 
 
@@ -78,8 +43,6 @@ class BenchmarkError(ConfigError):
 def check_benchmark_file(path: str | Path) -> None:
     """BenchmarkError naming ``path`` (and the line and column of a YAML syntax error) when Snakemake would refuse
     it as a config file: it reads JSON, else YAML, into a mapping, and says neither where nor what is wrong."""
-    from srlib.results import read_yaml  # srlib.results imports this module
-
     text = Path(path).read_text()
     try:
         json.loads(text)
@@ -119,48 +82,6 @@ def check_configfiles(argv: list[str]) -> None:
             sys.exit(f"snakemake: error: {error}")
 
 
-# -- SR combinations ----------------------------------------------------------------------------------
-def canonical_sr(name: str) -> str:
-    """'baseline' or terms of mea/srf/srl joined by '+' in canonical order: 'srl+mea' -> 'mea+srl'."""
-    if name == "baseline":
-        return name
-    terms = name.split("+")
-    if not terms or any(t not in SR_TERMS for t in terms) or len(set(terms)) != len(terms):
-        raise ValueError(f"unknown SR combination {name!r}: use 'baseline' or mea, srf, srl joined by '+'")
-    return "+".join(t for t in SR_TERMS if t in terms)
-
-
-def sr_label(name: str) -> str:
-    """'mea+srf' -> '+MEA+SR-F' (the paper's row names)."""
-    return name if name == "baseline" else "".join(f"+{SR_LABELS[t]}" for t in name.split("+"))
-
-
-def sr_flags(name: str) -> dict[str, bool]:
-    """'mea+srl' -> {"mea": True, "srf": False, "srl": True} (the run config's loss flags)."""
-    terms = set(name.split("+"))
-    return {term: term in terms for term in SR_TERMS}
-
-
-def sr_from_flags(loss: dict) -> str:
-    """A run config's loss section -> its SR combination name."""
-    return "+".join(t for t in SR_TERMS if loss.get(t)) or "baseline"
-
-
-def run_label(run: dict, varying=()) -> str:
-    """A run's short display name (MLflow run name): 'mea+srf+srl · s0', preceded by its values of the
-    other axes named in ``varying`` (those with several values in its benchmark): 'focal · baseline · s2'.
-
-    ``run``: {axis: value} with at least "sr" and "seed".
-    """
-    others = [str(run[axis]) for axis in AXES if axis in varying and axis not in ("sr", "seed") and run.get(axis)]
-    return " · ".join([*others, str(run["sr"]), f"s{run['seed']}"])
-
-
-def sr_rank(name: str) -> tuple:
-    """Sort key: table order, unknown names last."""
-    return (SR_ORDER.index(name) if name in SR_ORDER else len(SR_ORDER), name)
-
-
 def expand_sr(items: list[str], where: str) -> list[str]:
     """['all'] -> the 2^3 grid; names made canonical (srl+mea -> mea+srl); table order."""
     names = set()
@@ -173,65 +94,6 @@ def expand_sr(items: list[str], where: str) -> list[str]:
         except ValueError as error:
             raise BenchmarkError(f"{where}: {error}") from None
     return [name for name in SR_ORDER if name in names]
-
-
-# -- pixel-loss axis values ---------------------------------------------------------------------------
-def pixel_label(loss: dict) -> str:
-    """A run config's loss section -> its pixel axis value: 'focal', or 'ce+center' with the center loss."""
-    return loss["pixel"] + (CENTER_SUFFIX if loss.get("center") is True else "")
-
-
-def pixel_flags(label: str) -> dict:
-    """Pixel axis value -> run-config loss keys: 'ce+center' -> {"pixel": "ce", "center": True}.
-
-    Without the suffix only ``pixel`` is set, so such run configs stay as they always were.
-    """
-    name = label.removesuffix(CENTER_SUFFIX)
-    return {"pixel": name, "center": True} if name != label else {"pixel": name}
-
-
-# -- paths --------------------------------------------------------------------------------------------
-def run_pattern(axes) -> str:
-    """The run directory pattern of a sweep with these axes: 'dataset~{dataset}/.../sr~{sr}/seed~{seed}', with
-    'setting~{setting}' before sr~ only when ``axes`` has the setting axis."""
-    return "/".join(f"{axis}~{{{axis}}}" for axis in AXES if axis in axes)
-
-
-def cost_pattern(axes) -> str:
-    """The cost file pattern (without .json): one per dataset x preset x pixel loss [x setting] x exit x SR."""
-    names = [axis for axis in AXES if axis in axes and axis != "seed"]
-    return "/".join(f"{axis}~{{{axis}}}" for axis in [*names[:-1], "exit", names[-1]])
-
-
-def path_axes(path: str | Path) -> dict[str, str]:
-    """{'dataset': 'generated', ...} from a path's key~value segments (a trailing .json is dropped)."""
-    parts = Path(str(path).removesuffix(".json")).parts
-    return dict(part.split("~", 1) for part in parts if "~" in part)
-
-
-def config_axes(cfg: dict) -> dict:
-    """Axis values a run config implies (for run directories whose path does not spell them); the setting is
-    the sweep's ``setting`` tag, '' without one."""
-    model = cfg.get("model", {})
-    preset = model.get("preset") or f"{model.get('backbone')}_{model.get('head')}"
-    setting = ((cfg.get("tracking") or {}).get("tags") or {}).get("setting", OPTIONAL_AXES["setting"])
-    return {"dataset": cfg["data"]["name"], "preset": preset, "pixel": pixel_label(cfg["loss"]), "setting": setting,
-            "sr": sr_from_flags(cfg["loss"]), "seed": cfg["seed"]}
-
-
-def run_axes(run_dir: str | Path, known: dict | None) -> dict:
-    """A run's axis values: its path's key~value segments, the rest from ``known`` (the axes its record or
-    its config tell, see ``config_axes``); an optional axis neither tells is ``OPTIONAL_AXES``' value.
-
-    Returns {dataset, preset, pixel, setting, sr (canonical), seed (int)}; ValueError when neither tells them all.
-    """
-    axes = path_axes(run_dir)
-    if set(AXES) - set(OPTIONAL_AXES) - set(axes):
-        if known is None:
-            raise ValueError(f"{run_dir}: no key~value path segments and no config to tell its dataset, preset, ...")
-        axes = {**known, **axes}
-    axes = {**OPTIONAL_AXES, **axes}
-    return {**{k: axes[k] for k in AXES}, "sr": canonical_sr(axes["sr"]), "seed": int(axes["seed"])}
 
 
 # -- run-config fragments -----------------------------------------------------------------------------
@@ -251,7 +113,8 @@ def check_fragment(fragment: dict, where: str) -> None:
     """
     for key in _flat_keys(fragment):
         if key in OWNED_KEYS:
-            raise BenchmarkError(f"{where}.{key}: set by the benchmark's {OWNED_KEYS[key]}, not in a run-config fragment")
+            raise BenchmarkError(f"{where}.{key}: set by the benchmark's {OWNED_KEYS[key]}, "
+                                 "not in a run-config fragment")
     merged = merge(DEFAULTS, fragment)
     integral_floats_to_ints(fragment, document=merged)  # the fragment itself goes into the runs' configs
     try:
@@ -302,8 +165,8 @@ def dataset_entries(bench: dict) -> dict[str, dict]:
 def supervision_flags(value: str, where: str) -> dict:
     """Supervision axis value -> {"supervision", "regularizer"}: 'scribble+densecrf' -> scribble, densecrf."""
     labels, _, regularizer = value.partition("+")
-    if labels not in SUPERVISION_LABELS or (regularizer and regularizer not in REGULARIZERS):
-        raise BenchmarkError(f"{where}: unknown supervision {value!r}; use one of {', '.join(SUPERVISION_LABELS)}, "
+    if labels not in SUPERVISIONS or (regularizer and regularizer not in REGULARIZERS):
+        raise BenchmarkError(f"{where}: unknown supervision {value!r}; use one of {', '.join(SUPERVISIONS)}, "
                              f"optionally with +{' or +'.join(REGULARIZERS)}")
     return {"supervision": labels, "regularizer": regularizer or None}
 
@@ -414,12 +277,6 @@ def expand(bench: dict) -> dict:
     return sweep
 
 
-def cell_key(cell: dict) -> tuple:
-    """A run's or cost job's cell as a hashable key: its values of ``AXES`` and "exit" (as strings; "" where
-    absent), e.g. a frame row's or a path's axes."""
-    return tuple(str(cell.get(axis, "")) for axis in (*AXES, "exit"))
-
-
 def shared_cells(cells: list[dict], config) -> dict[tuple, list[str]]:
     """Cells of a settings sweep that compute the same thing, trained once: {cell_key of the first cell of each
     group (in the order given): the settings its group covers}. Two cells are one group when they differ in
@@ -437,8 +294,8 @@ def shared_cells(cells: list[dict], config) -> dict[tuple, list[str]]:
 def shared_costs(sweep: dict, cost: dict) -> dict:
     """The cost jobs ({"costs": [{dataset, preset, pixel, [setting,] exit, sr}], "served": see shared_cells}):
     every dataset x preset x pixel loss [x setting] x exit type (``cost.exits``, else the runs' own) x SR
-    combination of ``cost`` (benchmark key), the baseline without exits; in a settings sweep a job is shared by the settings whose cost config reads
-    the same."""
+    combination of ``cost`` (benchmark key), the baseline without exits; in a settings sweep a job is shared by
+    the settings whose cost config reads the same."""
     axes = sweep["axes"]
     cost_sr = expand_sr(cost["sr"], "cost.sr") if cost.get("sr") else axes["sr"]
     names = [axis for axis in ("dataset", "preset", "pixel", "setting") if axis in axes]
@@ -446,78 +303,11 @@ def shared_costs(sweep: dict, cost: dict) -> dict:
     for *values, exit_type, sr in itertools.product(*(axes[n] for n in names), cost.get("exits") or [None], cost_sr):
         cell = {**dict(zip(names, values)), "sr": sr}
         if exit_type is None:  # the exit its runs train with
-            exit_type = run_config(sweep, {**cell, "seed": axes["seed"][0]})["model"].get("exit", DEFAULTS["model"]["exit"])
+            model = run_config(sweep, {**cell, "seed": axes["seed"][0]})["model"]
+            exit_type = model.get("exit", DEFAULTS["model"]["exit"])
         costs.append({**cell, "exit": "none" if sr == "baseline" else exit_type})
     costs = list({cell_key(c): c for c in costs}.values())  # the baseline once, whatever the exits
     if "setting" not in axes:
         return {"costs": costs, "served": {}}
     served = shared_cells(costs, lambda c: cost_config(sweep, c))
     return {"costs": [c for c in costs if cell_key(c) in served], "served": served}
-
-
-# -- per-run config -----------------------------------------------------------------------------------
-def matching_overrides(sweep: dict, run: dict) -> tuple[int, ...]:
-    """Indices of the overrides whose `where` matches ``run`` (axis values as strings)."""
-    return tuple(i for i, rule in enumerate(sweep["overrides"])
-                 if all(run[axis] in values for axis, values in rule["where"].items()))
-
-
-def group_config(sweep: dict, dataset: str, matching: tuple[int, ...], setting: str = "") -> dict:
-    """base <- the dataset's config <- the setting's fragment <- the overrides ``matching``; the same for every
-    run of that group."""
-    cfg = merge(sweep["base"], sweep["datasets"][dataset]["config"])
-    if setting:
-        cfg = merge(cfg, sweep["settings"][setting])
-    for i in matching:
-        cfg = merge(cfg, sweep["overrides"][i]["config"])
-    return cfg
-
-
-def fixed_config(sweep: dict, run: dict) -> dict:
-    """The run-config keys the axes own (``OWNED_KEYS``), for one run."""
-    entry = sweep["datasets"][run["dataset"]]
-    data = {"name": entry["name"], "root": entry["root"], "label_dir": entry["label_dir"]}
-    loss = {**pixel_flags(run["pixel"]), **sr_flags(run["sr"])}
-    if "supervision" in entry:  # only under axes.supervision, so other benchmarks' run configs stay as they were
-        data["supervision"], loss["regularizer"] = entry["supervision"], entry["regularizer"]
-    return {
-        "seed": int(run["seed"]),
-        "threads": sweep["resources"]["train"]["threads"],
-        "data": data,
-        "model": {"preset": run["preset"]},
-        "loss": loss,
-        "tracking": {**sweep["tracking"], **tracking_labels(sweep, run)},
-    }
-
-
-def tracking_labels(sweep: dict, run: dict) -> dict:
-    """Display-only tracking keys of one run: ``run_name`` (``run_label`` over the axes that vary in the
-    sweep) and ``tags`` {benchmark, one per axis of the sweep; in a settings sweep "serves": the settings
-    whose tables show the run, comma-separated} (MLflow groups runs by these)."""
-    varying = [axis for axis in sweep["axes"] if len(sweep["axes"][axis]) > 1]
-    tags = {"benchmark": sweep["name"], **{axis: str(run[axis]) for axis in sweep["axes"]}}
-    serves = (sweep.get("served") or {}).get(cell_key(run))
-    if serves:
-        tags["serves"] = ",".join(serves)
-    return {"run_name": run_label(run, varying), "tags": tags}
-
-
-def run_config(sweep: dict, run: dict, group: dict | None = None) -> dict:
-    """The run-config fragment of one run (``srlib run`` adds the defaults and validates it).
-
-    ``group``: its ``group_config``, when the caller has it cached.
-    """
-    if group is None:
-        group = group_config(sweep, run["dataset"], matching_overrides(sweep, run), run.get("setting", ""))
-    return merge(group, fixed_config(sweep, run))
-
-
-def cost_config(sweep: dict, cost: dict) -> dict:
-    """Config measured by the cost rule for ``cost`` ({dataset, preset, pixel, [setting,] exit, sr}): the
-    sweep's first seed, tracking off."""
-    run = {**{axis: value for axis, value in cost.items() if axis != "exit"}, "seed": sweep["axes"]["seed"][0]}
-    cfg = run_config(sweep, run)
-    cfg["tracking"]["enabled"] = False
-    if cost["exit"] != "none":
-        cfg["model"]["exit"] = cost["exit"]
-    return cfg
