@@ -124,6 +124,7 @@ def test_sr_f_claims_quote_the_mechanism_of_both_cells():
     paper = {"preset": "p", "size": 1, "exit": "light", "params_test": 1, "params_train": 1, "macs_test": 1,
              "macs_train": 1}
     [section] = claims_sections({"runs": pd.DataFrame(rows), "costs": [], "level": 0.95}, paper)
+    assert not section["frame"].isna().any().any()  # cost rows have no mechanism: shown as '–', not 'nan'
     row = section["frame"].set_index("claim").loc["SR-F adds to MEA (+MEA+SR-F vs +MEA)"]
     assert row["mechanism"] == ("exit 1 (teacher) mIoU 9 % (+MEA 20 %); head = exit 1 on 96 % (+MEA 40 %); "
                                 "head right on 10 % of exit 1's errors (+MEA 10 %); SR-F gap 0.500")

@@ -227,5 +227,5 @@ def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
             f"Full SR = +MEA+SR-F+SR-L."
         )
         sections.append({"title": group_title(key),
-                         "caption": caption, "frame": pd.DataFrame(rows)})
+                         "caption": caption, "frame": pd.DataFrame(rows).fillna("–")})  # no mechanism for costs
     return sections
