@@ -128,3 +128,21 @@ def test_sr_f_claims_quote_the_mechanism_of_both_cells():
     row = section["frame"].set_index("claim").loc["SR-F adds to MEA (+MEA+SR-F vs +MEA)"]
     assert row["mechanism"] == ("exit 1 (teacher) mIoU 9 % (+MEA 20 %); head = exit 1 on 96 % (+MEA 40 %); "
                                 "head right on 10 % of exit 1's errors (+MEA 10 %); SR-F gap 0.500")
+
+
+def test_each_settings_claims_judge_that_settings_own_cost_records():
+    rows = [{"dataset": "d", "preset": "p", "pixel": "ce", "setting": setting, "sr": sr, "seed": seed,
+             "config": {"model": {"exit": "light"}}, "result": {"metrics": {"miou": 0.3 + 0.01 * seed * len(sr)}}}
+            for setting in ("narrow", "wide") for sr in ("baseline", "mea+srf+srl") for seed in range(3)]
+    costs = [{"dataset": "d", "preset": "p", "pixel": "ce", "setting": setting, "sr": sr,
+              "exit": "none" if sr == "baseline" else "light", "params_test": 10, "params_train": params}
+             for setting, params in (("narrow", 10.5), ("wide", 20)) for sr, params in (("baseline", 10), (
+                 "mea+srf+srl", params))]
+    paper = {"preset": "p", "size": 1, "exit": "light", "params_test": 1, "params_train": 1, "macs_test": 1,
+             "macs_train": 1}
+    sections = claims_sections({"runs": pd.DataFrame(rows), "costs": costs, "level": 0.95}, paper)
+    effects = [section["frame"].set_index("claim").loc[
+        "Little training overhead: parameters, training model vs baseline (limit ×1.10)", "effect"]
+        for section in sections]
+    assert [section["title"].split(" · ")[0] for section in sections] == ["setting narrow", "setting wide"]
+    assert effects == ["×1.050 params", "×2.000 params"]

@@ -205,8 +205,7 @@ def claims_sections(data: dict, paper_counts: dict | None = None) -> list[dict]:
             rows = [{k: v for k, v in row.items() if k != "mechanism"} for row in rows]
         exits = {str(c.get("model", {}).get("exit")) for c, sr in zip(group["config"], group["sr"])
                  if sr == FULL_SR and isinstance(c, dict)}
-        records = [r for r in cost_records
-                   if (r["dataset"], r["preset"], r["pixel"]) == (key["dataset"], key["preset"], key["pixel"])]
+        records = [r for r in cost_records if all(str(r.get(axis, "")) == str(value) for axis, value in key.items())]
         rows += cost_rows(records, next(iter(exits)) if len(exits) == 1 else None)
         rows += paper_setting_rows(paper_counts)
         caption = (
