@@ -10,14 +10,14 @@ from pathlib import Path
 from srlib.config import MEMORY_KINDS
 from srlib.files import read_json
 from srlib.report.format import iqr, si, times
-from srlib.report.frames import config_value, group_title, groups, serve_settings
+from srlib.report.frames import config_value, group_title, groups, order_settings, serve_settings
 from srlib.sweep.cells import COST_AXES, canonical_sr, path_axes, pixel_label, sr_label, sr_rank
 
 
 COST_KEYS = ("params_test", "params_train", "step_time_s")  # what every srlib cost file holds
 
 
-def collect_costs(cost_files, served: dict | None = None, settings=()) -> list[dict]:
+def collect_costs(cost_files, served: dict | None = None) -> list[dict]:
     """Cost JSON files (``srlib cost`` output) -> records with axes from their path (dataset, preset, [setting,]
     exit, sr); with ``served``, one record per setting a file serves (``srlib.report.frames.serve_settings``)."""
     records = []
@@ -33,12 +33,7 @@ def collect_costs(cost_files, served: dict | None = None, settings=()) -> list[d
         loss = config_value(cost.get("config"), "loss")
         pixel = pixel_label(loss) if loss else "ce"  # the pixel loss the cost job trained with
         records.append({**axes, "sr": canonical_sr(axes["sr"]), "pixel": pixel, **cost, "source": str(path)})
-    if served and records:
-        import pandas as pd
-
-        frame = serve_settings(pd.DataFrame(records), served, settings).sort_values("setting", kind="stable")
-        return [{**r, "setting": str(r["setting"])} for r in frame.to_dict("records")]  # in the settings' order
-    return records
+    return serve_settings(records, served or {})
 
 
 def costs_from_runs(frame) -> list[dict]:
@@ -80,8 +75,8 @@ def cost_sections(data: dict) -> list[dict]:
         return []
     sections = []
     frame = pd.DataFrame(records)
-    if "setting" in frame:  # the records come in their settings' order (collect_costs)
-        frame["setting"] = pd.Categorical(frame["setting"], categories=list(dict.fromkeys(frame["setting"])))
+    if "setting" in frame:
+        frame = order_settings(frame, data.get("settings", ()))
     for key, group in groups(frame, ["dataset", "preset", "pixel"]):
         rows = group.to_dict("records")
         rows.sort(key=lambda r: (r["sr"] != "baseline", str(r["exit"]), sr_rank(r["sr"])))

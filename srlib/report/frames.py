@@ -25,29 +25,34 @@ def expand_runs(runs) -> list[Path]:
 
 def collect_runs(runs, served: dict | None = None, settings=()):
     """pandas DataFrame, one row per run (columns: run_dir, AXES, status, error, config, result); with
-    ``served`` (``srlib.sweep.benchmark.expand``'s), one row per setting a run serves (``serve_settings``)."""
+    ``served`` (``srlib.sweep.benchmark.expand``'s), one row per setting a run serves (``serve_settings``), the
+    settings in ``settings``' order (``order_settings``)."""
     import pandas as pd
 
-    records = [load_run(d) for d in expand_runs(runs)]
+    records = serve_settings([load_run(d) for d in expand_runs(runs)], served or {})
     frame = pd.DataFrame(records, columns=["run_dir", *AXES, "status", "error", "config", "result"])
-    frame = serve_settings(frame, served, settings) if served else frame
+    frame = order_settings(frame, settings) if served else frame
     duplicated = frame[frame.duplicated(list(AXES), keep=False)]
     if len(duplicated):
         raise ValueError(f"several run directories have the same parameters: {sorted(duplicated['run_dir'])}")
     return frame
 
 
-def serve_settings(frame, served: dict, settings=()):
-    """Each row (a run, or a cost record) repeated once per setting it serves (``served``: cell key -> settings;
-    rows without an entry keep theirs), the settings in ``settings``' order (a categorical column)."""
+def serve_settings(rows: list[dict], served: dict) -> list[dict]:
+    """Each row (a run, or a cost record) repeated once per setting it serves (``served``: cell key -> settings);
+    rows without an entry keep theirs. ``rows`` themselves outside a settings sweep (``served`` empty)."""
+    if not served:
+        return rows
+    return [{**row, "setting": setting} for row in rows for setting in served.get(cell_key(row), [row["setting"]])]
+
+
+def order_settings(frame, settings=()):
+    """``frame`` with its "setting" column categorical: ``settings`` first, in their order, then any others as they
+    appear (``groups`` sorts by it)."""
     import pandas as pd
 
-    rows = [{**row, "setting": setting} for row in frame.to_dict("records")
-            for setting in served.get(cell_key(row), [row["setting"]])]
-    out = pd.DataFrame(rows, columns=frame.columns)
-    order = list(dict.fromkeys([*settings, *out["setting"]]))
-    out["setting"] = pd.Categorical(out["setting"], categories=order, ordered=True)
-    return out
+    order = list(dict.fromkeys([*settings, *frame["setting"]]))
+    return frame.assign(setting=pd.Categorical(frame["setting"], categories=order, ordered=True))
 
 
 def score(result: dict | None, key: str):

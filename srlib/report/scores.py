@@ -2,9 +2,10 @@
 
 Every ``*_sections(data)`` takes the report's ``data`` ({"runs": the frame of runs
 (``srlib.report.frames.collect_runs``), "costs": cost records (``srlib.report.costs``), "costs_from_runs": bool,
-"level": CI level}) and returns a table file's sections, each {"title", "caption", "frame" (pandas DataFrame of
-strings)}. Scores are fractions in the records and percent in the tables (``srlib.report.format``); a failed or
-missing run is counted in its cell ("FAILED 1/3"), never dropped silently. ``run_caption`` says what ran.
+"level": CI level, "settings": a settings sweep's settings in order, else ()}) and returns a table file's
+sections, each {"title", "caption", "frame" (pandas DataFrame of strings)}. Scores are fractions in the records
+and percent in the tables (``srlib.report.format``); a failed or missing run is counted in its cell ("FAILED
+1/3"), never dropped silently. ``run_caption`` says what ran.
 """
 
 import math

@@ -133,8 +133,8 @@ def build_tables(runs, out_dir, benchmark=None, *, cost_files=None, pictures: in
     if len(failed):
         intro += "\n\nFailed runs:\n\n" + "\n".join(f"- `{d}`: {e}" for d, e in zip(failed["run_dir"], failed["error"]))
     from_runs = cost_files is None
-    costs = costs_from_runs(frame) if from_runs else collect_costs(cost_files, served, settings)
-    data = {"runs": frame, "costs": costs, "costs_from_runs": from_runs, "level": level}
+    costs = costs_from_runs(frame) if from_runs else collect_costs(cost_files, served)
+    data = {"runs": frame, "costs": costs, "costs_from_runs": from_runs, "level": level, "settings": settings}
     documents = {file: (title, sections(data))
                  for file, (title, sections) in {**(SETTINGS_TABLES if settings else {}), **TABLES}.items()}
     written = [write_markdown(out_dir / file, f"{title}: {name}", intro, sections, EMPTY.get(title, EMPTY[None]))

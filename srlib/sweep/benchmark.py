@@ -270,8 +270,7 @@ def expand(bench: dict) -> dict:
         "runs": runs,
         "run_dirs": [f"{bench_dir}/runs/{run_pattern(axes).format(**run)}" for run in runs],
         "costs": costs["costs"],
-        "cost_files": list(dict.fromkeys(f"{bench_dir}/cost/{cost_pattern(axes).format(**c)}.json"
-                                         for c in costs["costs"])),
+        "cost_files": [f"{bench_dir}/cost/{cost_pattern(axes).format(**c)}.json" for c in costs["costs"]],
         "served": served,
     })
     return sweep
