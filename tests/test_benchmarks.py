@@ -1,5 +1,6 @@
 """Benchmark scripts run end to end on tiny shapes and print the columns the README quotes (figures not asserted)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -30,3 +31,17 @@ def test_lal_cost_times_each_loss_under_both_allocators_against_cross_entropy():
     reference = re.search(pattern, rows["ce"])
     assert reference and reference.groups() == ("1.00 [1.00-1.00]",) * 3  # ce is its own reference
     assert re.search(pattern, rows["lal"])
+
+
+def test_dag_timing_writes_the_bare_snakefile_and_the_sweeps_targets(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dag_timing", REPO / "benchmarks" / "perf" / "dag_timing.py")
+    dag_timing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dag_timing)
+    bench = dag_timing.sweep_file(seeds=1)
+    dag_timing.write_bare(tmp_path / "bare", bench)
+    targets = json.loads((tmp_path / "bare" / "targets.json").read_text())
+    runs = 5 * len(bench["axes"]["preset"]) * 4 * 8  # dataset ids x presets x pixel losses x SR cells, one seed
+    assert sum(t.endswith("/outcome.json") for t in targets) == runs
+    assert "rule train:" in (tmp_path / "bare" / "Snakefile").read_text()

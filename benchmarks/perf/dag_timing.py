@@ -66,7 +66,7 @@ rule cost:
 '''
 
 
-def benchmark(seeds: int) -> dict:
+def sweep_file(seeds: int) -> dict:
     datasets = [{"name": "generated", "id": f"generated{i}", "generate": {"size": 64}} for i in range(5)]
     return {
         "name": "dagtiming",
@@ -110,7 +110,7 @@ def main() -> None:
         shutil.copy(REPO / "Snakefile", work)
         for name in ("workflow", "profiles"):
             shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        bench = benchmark(args.seeds)
+        bench = sweep_file(args.seeds)
         (work / "bench.yaml").write_text(yaml.safe_dump(bench))
         write_bare(Path(tmp) / "bare", bench)
         stub = Path(tmp) / "bin"
